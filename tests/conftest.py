@@ -1,0 +1,6 @@
+"""Shared test fixtures: each fixture module under tests/fixtures owns one real server."""
+
+pytest_plugins = [
+    "tests.fixtures.env",
+    "tests.fixtures.gateway",
+]
