@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.env",
     "tests.fixtures.gateway",
+    "tests.fixtures.app",
 ]

@@ -1,0 +1,40 @@
+"""Composition root: pages, API routes and lifespan tasks. Wiring only."""
+
+import reflex as rx
+
+from behest_chat import routes
+from behest_chat.api import create_api
+from behest_chat.pages.auth_forms import login_page, register_page
+from behest_chat.pages.chat import chat_page
+from behest_chat.pages.settings import settings_page
+from behest_chat.services import embedded_gateway, get_client
+from behest_chat.settings import get_settings
+from behest_chat.state import AuthState, ChatState, SettingsState
+
+app = rx.App(
+    theme=rx.theme(accent_color="indigo", radius="medium"),
+    head_components=[rx.script(src="/auth.js")],
+    api_transformer=create_api(get_settings(), get_client),
+)
+app.register_lifespan_task(embedded_gateway)
+
+app.add_page(
+    chat_page, route=routes.CHAT, title="Chat · behest-chat", on_load=AuthState.require_login
+)
+app.add_page(
+    chat_page, route=routes.INDEX, title="behest-chat", on_load=AuthState.require_login
+)
+app.add_page(
+    settings_page, route=routes.SETTINGS, title="Settings · behest-chat",
+    on_load=SettingsState.load,
+)
+app.add_page(
+    login_page, route=routes.LOGIN, title="Sign in · behest-chat",
+    on_load=AuthState.redirect_signed_in,
+)
+app.add_page(
+    register_page, route=routes.REGISTER, title="Create account · behest-chat",
+    on_load=AuthState.redirect_signed_in,
+)
+
+__all__ = ["ChatState", "app"]

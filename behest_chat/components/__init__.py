@@ -1,0 +1,1 @@
+"""Pure UI functions returning rx.Component; no I/O."""

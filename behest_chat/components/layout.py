@@ -1,0 +1,55 @@
+"""Page chrome shared by all pages: header with navigation and sign-out."""
+
+from __future__ import annotations
+
+import reflex as rx
+
+from behest_chat import routes
+from behest_chat.state.auth import AuthState
+
+
+def testid(name: str, **attrs: str) -> dict[str, dict[str, str]]:
+    """`custom_attrs` carrying a Playwright `data-testid` (and any other data- attributes)."""
+    return {"custom_attrs": {"data-testid": name, **attrs}}
+
+
+def header() -> rx.Component:
+    """Top bar: app name, navigation, the user's display name and Sign out."""
+    return rx.hstack(
+        rx.link(rx.heading("behest-chat", size="5"), href=routes.CHAT, underline="none"),
+        rx.spacer(),
+        rx.cond(
+            AuthState.signed_in,
+            rx.hstack(
+                rx.link("Chat", href=routes.CHAT, **testid("nav-chat")),
+                rx.link("Settings", href=routes.SETTINGS, **testid("nav-settings")),
+                rx.text(AuthState.display_name, color_scheme="gray", **testid("display-name")),
+                rx.button(
+                    "Sign out",
+                    variant="soft",
+                    size="1",
+                    on_click=rx.call_script("window.behestAuth.logout()"),
+                    **testid("sign-out"),
+                ),
+                spacing="4",
+                align="center",
+            ),
+        ),
+        width="100%",
+        padding_x="1.5em",
+        padding_y="0.75em",
+        border_bottom="1px solid var(--gray-a5)",
+        align="center",
+    )
+
+
+def page(*children: rx.Component, **props: object) -> rx.Component:
+    """A full-height page with the header on top."""
+    return rx.flex(
+        header(),
+        *children,
+        direction="column",
+        height="100dvh",
+        width="100%",
+        **props,
+    )

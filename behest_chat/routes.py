@@ -1,0 +1,7 @@
+"""Route paths, in one place."""
+
+INDEX = "/"
+LOGIN = "/login"
+REGISTER = "/register"
+CHAT = "/chat"
+SETTINGS = "/settings"

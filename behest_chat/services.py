@@ -1,0 +1,52 @@
+"""Process-wide services: the Behest client and, by default, the embedded local gateway.
+
+One `BehestClient` per process (its token cache and connection pool are shared by every
+tab this worker serves). The embedded gateway runs inside the backend process when
+`BEHEST_BASE_URL` is unset, so a fresh checkout chats with no other setup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from dotenv import dotenv_values
+
+from behest_chat.behest import BehestClient
+from behest_chat.settings import get_settings
+
+__all__ = ["embedded_gateway", "get_client"]
+
+logger = logging.getLogger("behest_chat")
+_client: BehestClient | None = None
+
+
+def get_client() -> BehestClient:
+    """The process's Behest client, created on first use from the settings."""
+    global _client
+    if _client is None:
+        _client = BehestClient(**get_settings().client_kwargs())
+    return _client
+
+
+@contextlib.asynccontextmanager
+async def embedded_gateway() -> AsyncIterator[None]:
+    """Lifespan task: run the local gateway in this process unless BEHEST_BASE_URL is set."""
+    settings = get_settings()
+    if not settings.uses_embedded_gateway:
+        yield
+        return
+    from behest_chat.gateway.config import GatewayConfig
+    from behest_chat.gateway.embedded import serve
+
+    environ = {k: v for k, v in {**dotenv_values(".env"), **os.environ}.items() if v is not None}
+    config = GatewayConfig.from_env(environ)
+    async with serve(config, host=settings.gateway_host, port=settings.gateway_port):
+        logger.info("local Behest gateway listening on %s", settings.effective_base_url)
+        yield
+    global _client
+    if _client is not None:
+        await _client.aclose()
+        _client = None

@@ -1,0 +1,55 @@
+"""Who is signed in, derived on every event from the server-side session.
+
+The browser holds only an HttpOnly cookie with a random secret. Reflex sees it in the
+websocket handshake (`router.headers.cookie`); each handler resolves it again through
+`accounts.sessions.resolve`, so sign-out and expiry take effect on the next event. User id
+and tier never enter a public var: substates call `_require_user()` and keep the result local.
+"""
+
+from __future__ import annotations
+
+from http.cookies import CookieError, SimpleCookie
+
+import reflex as rx
+
+from behest_chat import routes
+from behest_chat.accounts.sessions import SESSION_COOKIE, SessionUser, resolve
+
+__all__ = ["AuthState"]
+
+
+class AuthState(rx.State):
+    """Base state for every page: display name and sign-in flag only."""
+
+    display_name: str = ""
+    signed_in: bool = False
+
+    def _session_secret(self) -> str:
+        try:
+            cookie = SimpleCookie(self.router.headers.cookie or "")
+        except CookieError:
+            return ""
+        morsel = cookie.get(SESSION_COOKIE)
+        return morsel.value if morsel else ""
+
+    def _current_user(self) -> SessionUser | None:
+        """The signed-in user, looked up now (revocation and expiry are honoured)."""
+        secret = self._session_secret()
+        user = resolve(secret) if secret else None
+        self.signed_in = user is not None
+        self.display_name = user.display_name if user else ""
+        return user
+
+    @rx.event
+    def require_login(self):
+        """on_load of private pages: send visitors without a session to the login page."""
+        if self._current_user() is None:
+            return rx.redirect(routes.LOGIN)
+        return None
+
+    @rx.event
+    def redirect_signed_in(self):
+        """on_load of the login and register pages: a signed-in user goes straight to chat."""
+        if self._current_user() is not None:
+            return rx.redirect(routes.CHAT)
+        return None

@@ -1,0 +1,161 @@
+"""End to end in headless Chromium against the app started as the README starts it."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sqlite3
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.e2e
+
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
+PASSWORD = "correct horse battery"
+
+
+def register(page: Page, name: str | None = None) -> str:
+    """Create a fresh account through the UI; returns the username."""
+    username = name or f"u{secrets.token_hex(4)}"
+    page.goto("/register")
+    page.get_by_test_id("username-input").fill(username)
+    page.get_by_test_id("display_name-input").fill(f"User {username}")
+    page.get_by_test_id("password-input").fill(PASSWORD)
+    page.get_by_test_id("register").click()
+    expect(page).to_have_url(re.compile(r"/chat/?$"))
+    expect(page.get_by_test_id("display-name")).to_have_text(f"User {username}")
+    return username
+
+
+def ask(page: Page, question: str) -> None:
+    """Type a question and send it with Enter."""
+    box = page.get_by_test_id("composer-input")
+    box.fill(question)
+    box.press("Enter")
+
+
+def assistant_messages(page: Page):
+    return page.locator('[data-testid="message"][data-role="assistant"]')
+
+
+def test_register_ask_and_watch_the_answer_stream(page: Page, app_server) -> None:
+    register(page)
+    # Record every distinct length of the streaming reply as the DOM changes.
+    page.evaluate(
+        """() => {
+          window.__lengths = [];
+          new MutationObserver(() => {
+            const el = document.querySelector('[data-testid="message"][data-status="streaming"]');
+            const n = el ? el.innerText.length : 0;
+            if (n && window.__lengths[window.__lengths.length - 1] !== n) window.__lengths.push(n);
+          }).observe(document.body, {subtree: true, childList: true, characterData: true});
+        }"""
+    )
+    ask(page, "How do I read a file in Python?")
+    user_msg = page.locator('[data-testid="message"][data-role="user"]')
+    expect(user_msg).to_have_text("How do I read a file in Python?")
+    done = assistant_messages(page).and_(page.locator('[data-status="done"]'))
+    expect(done).to_have_count(1, timeout=30_000)
+    expect(page.get_by_test_id("send")).to_be_visible()
+    lengths = page.evaluate("window.__lengths")
+    assert len(lengths) >= 2, f"answer arrived in {len(lengths)} visible step(s)"
+    assert lengths == sorted(lengths), "the streamed answer only grows"
+    assert len(done.inner_text()) >= lengths[-1] * 0.5
+    # The model's markdown renders as HTML (a code block with a copy button), not raw text.
+    expect(done.locator("pre, code").first).to_be_visible()
+
+
+def test_reload_keeps_sign_in_and_sign_out_ends_the_session(page: Page, app_server) -> None:
+    username = register(page)
+    token = page.request.post("/api/behest/token")
+    assert token.status == 200
+    body = token.json()
+    assert set(body) == {"token", "ttl", "sessionId", "expiresAt"}
+    assert token.headers["cache-control"] == "no-store"
+
+    page.reload()
+    expect(page).to_have_url(re.compile(r"/chat/?$"))
+    expect(page.get_by_test_id("display-name")).to_have_text(f"User {username}")
+
+    page.get_by_test_id("sign-out").click()
+    expect(page).to_have_url(re.compile(r"/login/?$"))
+    assert page.request.post("/api/behest/token").status == 401
+    page.goto("/chat")
+    expect(page).to_have_url(re.compile(r"/login/?$"))
+
+
+def test_wrong_password_is_refused_without_saying_why(page: Page, app_server) -> None:
+    username = register(page)
+    page.get_by_test_id("sign-out").click()
+    expect(page).to_have_url(re.compile(r"/login/?$"))
+    for name in (username, f"nobody{secrets.token_hex(3)}"):
+        page.get_by_test_id("username-input").fill(name)
+        page.get_by_test_id("password-input").fill("wrong password!")
+        page.get_by_test_id("sign-in").click()
+        expect(page.get_by_test_id("auth-error")).to_have_text("Wrong username or password.")
+    page.get_by_test_id("username-input").fill(username)
+    page.get_by_test_id("password-input").fill(PASSWORD)
+    page.get_by_test_id("sign-in").click()
+    expect(page).to_have_url(re.compile(r"/chat/?$"))
+
+
+def test_settings_page_lists_origins_and_marks_this_one(page: Page, app_server) -> None:
+    register(page)
+    page.get_by_test_id("nav-settings").click()
+    expect(page).to_have_url(re.compile(r"/settings/?$"))
+    origins = page.get_by_test_id("allowed-origin")
+    expect(origins).to_have_count(2)
+    expect(page.locator('[data-testid="allowed-origin"][data-current="true"]')).to_have_text(
+        re.compile(re.escape(app_server.url))
+    )
+    expect(page.get_by_test_id("origin-check")).to_have_attribute("data-allowed", "true")
+    expect(page.get_by_test_id("setting-mode")).to_have_text("local gateway")
+    expect(page.get_by_test_id("setting-tier")).to_have_text("free")
+    expect(page.get_by_test_id("setting-key")).to_have_text(re.compile(r"^sha256:[0-9a-f]{12}$"))
+
+
+def test_raw_html_in_an_answer_is_shown_as_text(page: Page, app_server) -> None:
+    register(page)
+    payload = '<img src=x onerror="window.__pwned=1"> <b>bold?</b>'
+    ask(page, f"echo: {payload}")
+    done = assistant_messages(page).and_(page.locator('[data-status="done"]'))
+    expect(done).to_have_count(1, timeout=30_000)
+    expect(done).to_contain_text("<img src=x")
+    assert done.locator("img, b").count() == 0
+    assert page.evaluate("window.__pwned") is None
+
+
+def test_nothing_secret_reaches_the_browser(page: Page, app_server, recorder) -> None:
+    username = register(page)
+    ask(page, "Tell me about lists.")
+    expect(assistant_messages(page).and_(page.locator('[data-status="done"]'))).to_have_count(
+        1, timeout=30_000
+    )
+    page.get_by_test_id("nav-settings").click()
+    expect(page.get_by_test_id("origin-check")).to_be_visible()
+
+    session_cookie = next(
+        c for c in page.context.cookies() if c["name"] == "behest_chat_session"
+    )
+    assert session_cookie["httpOnly"] and session_cookie["sameSite"] == "Lax"
+    db_path = app_server.env["DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(db_path) as db:
+        (password_hash,) = db.execute(
+            "SELECT password_hash FROM user WHERE username = ?", (username,)
+        ).fetchone()
+
+    html = page.content()
+    bundle = "".join(
+        page.request.get(src).text()
+        for src in page.evaluate(
+            "[...document.querySelectorAll('script[src], link[rel=modulepreload]')]"
+            ".map(e => e.src || e.href)"
+        )
+    )
+    forbidden = [*app_server.secrets, session_cookie["value"], password_hash, PASSWORD]
+    for where, text in (("HTML", html), ("JS bundle", bundle), ("websocket", "\n".join(recorder.frames))):
+        for secret in forbidden:
+            assert secret not in text, f"a secret reached the browser through the {where}"
+        assert not JWT.search(text), f"a JWT reached the browser through the {where}"
+    assert recorder.frames, "the websocket was recorded"
