@@ -5,7 +5,7 @@ import os
 import reflex as rx
 from dotenv import dotenv_values
 
-_env = {**dotenv_values(".env"), **os.environ}
+_env = {**dotenv_values(os.environ.get("APP_ENV_FILE", ".env")), **os.environ}
 _app_origins = [
     o.strip().rstrip("/")
     for o in (_env.get("APP_ORIGINS") or "http://localhost:3000").split(",")

@@ -1,9 +1,10 @@
 """Create .env from .env.example if it is missing, filling `__GENERATE__` with fresh secrets.
 
 Only values marked `__GENERATE__` are generated; everything else is copied as is. An
-existing .env is never touched.
+existing .env is never touched. `APP_ENV_FILE` names another file to use instead of .env.
 """
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ GENERATORS = {
 
 
 def main(root: Path) -> int:
-    target, example = root / ".env", root / ".env.example"
+    target = root / os.environ.get("APP_ENV_FILE", ".env")
+    example = root / ".env.example"
     if target.exists():
         return 0
     lines = []
@@ -26,7 +28,7 @@ def main(root: Path) -> int:
         lines.append(line)
     target.write_text("\n".join(lines) + "\n")
     target.chmod(0o600)
-    print(f"Created {target.name} with fresh development secrets")
+    print(f"Created {target} with fresh development secrets")
     return 0
 
 
