@@ -1,0 +1,415 @@
+"""The app's configuration: read once from ``.env`` and the environment, validated, frozen.
+
+The environment wins over ``.env``. An empty value counts as unset. Every problem stops
+start-up with one :class:`SettingsError` line naming the variable and what is wrong; secret
+values (the Behest key, credentials inside database or Redis URLs) are never echoed and are
+wrapped in :class:`Secret` so ``repr``/``str`` mask them.
+
+Variables (see ``.env.example``):
+
+- ``BEHEST_KEY`` (required): ``behest_sk_live_…`` API key or ``behest_pk_…`` signing key.
+- ``BEHEST_BASE_URL``: the Behest project URL; unset → the app starts the local gateway.
+- ``BEHEST_PUBLIC_BASE_URL``: the gateway URL as the browser reaches it.
+- ``BEHEST_KID``, ``BEHEST_TENANT_ID``, ``BEHEST_PROJECT_ID``: required with a signing key.
+- ``BEHEST_TOKEN_TTL``: seconds a minted token lives (60 to 86400, default 900).
+- ``BEHEST_ALLOWED_ORIGINS``: browser origins the gateway accepts.
+- ``APP_ORIGINS``: the app's own public origins; the first is canonical.
+- ``BEHEST_GATEWAY_HOST`` / ``BEHEST_GATEWAY_PORT``: where the embedded gateway listens.
+- ``DATABASE_URL``, ``REDIS_URL``, ``APP_SESSION_TTL_HOURS``, ``APP_SECURE_COOKIES``.
+
+Modes:
+
+- ``"local gateway"``: ``BEHEST_BASE_URL`` unset. The embedded gateway trusts the key: an
+  ``sk_live`` key is its API key; a ``pk`` key (with kid/tenant/project) has its public half
+  registered with it.
+- ``"remote mint"``: base URL set, ``sk_live`` key; tokens come from the mint endpoint.
+- ``"local signing"``: base URL set, ``pk`` key; tokens are signed in-process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from dotenv import dotenv_values
+
+from behest_chat.behest import keys
+from behest_chat.origins import OriginError, parse_origin_list
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "Mode",
+    "Secret",
+    "Settings",
+    "SettingsError",
+    "env_file_path",
+    "get_settings",
+    "load_database_url",
+    "load_settings",
+]
+
+Mode = Literal["local gateway", "remote mint", "local signing"]
+
+DEFAULT_DATABASE_URL = "sqlite:///behest_chat.db"
+_DEFAULT_ALLOWED_ORIGINS = "http://localhost:3000,http://localhost:5173"
+_DEFAULT_APP_ORIGINS = "http://localhost:3000"
+_DEFAULT_GATEWAY_HOST = "127.0.0.1"
+_DEFAULT_GATEWAY_PORT = 8787
+_DEFAULT_TOKEN_TTL = 900
+_DEFAULT_SESSION_TTL_HOURS = 168
+# Values the example file ships with; a real key must replace them.
+_PLACEHOLDER_MARKERS = ("__GENERATE__", "REPLACE_ME")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_HOST_RE = re.compile(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:]+:[0-9A-Fa-f:.]*")
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+_REDIS_SCHEMES = ("redis", "rediss")
+
+
+class SettingsError(ValueError):
+    """A missing or bad setting. The message is one line naming the variable."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret string whose ``repr`` and ``str`` are masked; call :meth:`get` to use it."""
+
+    _value: str = field(repr=False)
+
+    def get(self) -> str:
+        """Return the secret itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build it with :func:`load_settings` or :func:`get_settings`.
+
+    Attributes:
+        behest_key: the Behest key (masked).
+        key_kind: ``"api_key"`` for ``behest_sk_live_…``, ``"sign"`` for a signing key.
+        behest_base_url: the Behest base URL, or ``None`` for the embedded local gateway.
+        behest_public_base_url: the gateway URL as the browser reaches it.
+        behest_kid: key id for signing mode.
+        behest_tenant_id: tenant id for signing mode.
+        behest_project_id: project id for signing mode.
+        token_ttl: lifetime of minted tokens, in seconds.
+        allowed_origins: browser origins the gateway accepts.
+        app_origins: the app's own public origins; the first is canonical.
+        gateway_host: where the embedded gateway listens.
+        gateway_port: the embedded gateway's port.
+        database_url: SQLAlchemy URL (masked: it may hold a password).
+        redis_url: Redis URL or ``None`` (masked: it may hold a password).
+        session_ttl_hours: lifetime of a sign-in.
+        secure_cookies: whether the session cookie carries ``Secure``.
+    """
+
+    behest_key: Secret
+    key_kind: Literal["api_key", "sign"]
+    behest_base_url: str | None
+    behest_public_base_url: str
+    behest_kid: str | None
+    behest_tenant_id: str | None
+    behest_project_id: str | None
+    token_ttl: int
+    allowed_origins: tuple[str, ...]
+    app_origins: tuple[str, ...]
+    gateway_host: str
+    gateway_port: int
+    database_url: Secret
+    redis_url: Secret | None
+    session_ttl_hours: int
+    secure_cookies: bool
+
+    @property
+    def mode(self) -> Mode:
+        """How tokens are obtained: "local gateway", "remote mint" or "local signing"."""
+        if self.behest_base_url is None:
+            return "local gateway"
+        return "remote mint" if self.key_kind == "api_key" else "local signing"
+
+    @property
+    def uses_embedded_gateway(self) -> bool:
+        """Whether the app starts the local gateway itself (``BEHEST_BASE_URL`` unset)."""
+        return self.behest_base_url is None
+
+    @property
+    def effective_base_url(self) -> str:
+        """The URL the server-side client talks to."""
+        if self.behest_base_url is not None:
+            return self.behest_base_url
+        return f"http://{_url_host(self.gateway_host)}:{self.gateway_port}"
+
+    @property
+    def app_origin(self) -> str:
+        """The canonical public origin of the app (first of ``APP_ORIGINS``)."""
+        return self.app_origins[0]
+
+    @property
+    def key_fingerprint(self) -> str:
+        """A short, non-reversible label for the key, safe to show and log."""
+        return keys.fingerprint(self.behest_key.get())
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``BehestClient(**settings.client_kwargs())``.
+
+        kid/tenant/project are passed only with a signing key; an API key does not use them.
+        """
+        signing = self.key_kind == "sign"
+        return {
+            "key": self.behest_key.get(),
+            "base_url": self.effective_base_url,
+            "kid": self.behest_kid if signing else None,
+            "tenant_id": self.behest_tenant_id if signing else None,
+            "project_id": self.behest_project_id if signing else None,
+        }
+
+
+def load_settings(
+    env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read and validate the settings.
+
+    Args:
+        env_file: a dotenv file to read first; ``None`` or a missing file reads nothing.
+        environ: the environment; ``None`` means ``os.environ``. It wins over ``env_file``.
+
+    Returns:
+        The frozen settings.
+
+    Raises:
+        SettingsError: one line naming the first bad variable and what is wrong.
+    """
+    values = _merged_values(env_file, environ)
+    reader = _Reader(values)
+
+    raw_key = reader.get("BEHEST_KEY")
+    if raw_key is None:
+        raise SettingsError("BEHEST_KEY: missing; expected behest_sk_live_… or behest_pk_…")
+    if any(marker in raw_key for marker in _PLACEHOLDER_MARKERS):
+        raise SettingsError(
+            "BEHEST_KEY: still the placeholder from .env.example; put a real key there"
+        )
+    try:
+        parsed_key = keys.parse_key(raw_key, variable="BEHEST_KEY")
+    except keys.KeyFormatError as exc:
+        raise SettingsError(str(exc)) from None
+    key_kind: Literal["api_key", "sign"] = (
+        "api_key" if isinstance(parsed_key, keys.ApiKey) else "sign"
+    )
+
+    behest_base_url = reader.http_url("BEHEST_BASE_URL")
+    behest_kid = reader.get("BEHEST_KID")
+    behest_tenant_id = reader.get("BEHEST_TENANT_ID")
+    behest_project_id = reader.get("BEHEST_PROJECT_ID")
+    if key_kind == "sign":
+        for name, value in (
+            ("BEHEST_KID", behest_kid),
+            ("BEHEST_TENANT_ID", behest_tenant_id),
+            ("BEHEST_PROJECT_ID", behest_project_id),
+        ):
+            if value is None:
+                raise SettingsError(f"{name}: required when BEHEST_KEY is a signing key")
+
+    gateway_host = reader.host("BEHEST_GATEWAY_HOST", _DEFAULT_GATEWAY_HOST)
+    gateway_port = reader.integer("BEHEST_GATEWAY_PORT", _DEFAULT_GATEWAY_PORT, 1, 65535)
+    public_default = behest_base_url or f"http://localhost:{gateway_port}"
+    behest_public_base_url = reader.http_url("BEHEST_PUBLIC_BASE_URL") or public_default
+
+    app_origins = reader.origins("APP_ORIGINS", _DEFAULT_APP_ORIGINS)
+    secure_default = app_origins[0].startswith("https://")
+
+    return Settings(
+        behest_key=Secret(raw_key.strip()),
+        key_kind=key_kind,
+        behest_base_url=behest_base_url,
+        behest_public_base_url=behest_public_base_url,
+        behest_kid=behest_kid,
+        behest_tenant_id=behest_tenant_id,
+        behest_project_id=behest_project_id,
+        token_ttl=reader.integer("BEHEST_TOKEN_TTL", _DEFAULT_TOKEN_TTL, 60, 86400),
+        allowed_origins=reader.origins("BEHEST_ALLOWED_ORIGINS", _DEFAULT_ALLOWED_ORIGINS),
+        app_origins=app_origins,
+        gateway_host=gateway_host,
+        gateway_port=gateway_port,
+        database_url=Secret(_database_url(reader)),
+        redis_url=_redis_url(reader),
+        session_ttl_hours=reader.integer(
+            "APP_SESSION_TTL_HOURS", _DEFAULT_SESSION_TTL_HOURS, 1, 24 * 366
+        ),
+        secure_cookies=reader.boolean("APP_SECURE_COOKIES", secure_default),
+    )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read on first use from the environment and the env file.
+
+    The env file is ``$APP_ENV_FILE``, else ``./.env``. ``get_settings.cache_clear()``
+    forgets the settings (tests change the environment).
+    """
+    return load_settings(env_file_path())
+
+
+def env_file_path() -> str:
+    """The env file the app reads: ``$APP_ENV_FILE``, else ``.env`` in the working directory."""
+    return os.environ.get("APP_ENV_FILE") or ".env"
+
+
+def load_database_url(
+    env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
+) -> str:
+    """Read and validate ``DATABASE_URL`` alone.
+
+    The database tools (migrations, the accounts CLI) need only this, so they keep working
+    while, say, the Behest key is not set up yet. Same sources and rules as
+    :func:`load_settings`.
+
+    Raises:
+        SettingsError: one line naming ``DATABASE_URL``.
+    """
+    return _database_url(_Reader(_merged_values(env_file, environ)))
+
+
+def _merged_values(
+    env_file: str | Path | None, environ: Mapping[str, str] | None
+) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    return values
+
+
+class _Reader:
+    """Typed accessors over the merged values; each raises a one-line SettingsError."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = values
+
+    def get(self, name: str) -> str | None:
+        value = self._values.get(name, "").strip()
+        return value or None
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        text = self.get(name)
+        if text is None:
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise SettingsError(f"{name}: {text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name}: {value} is out of range; expected {low} to {high}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        text = self.get(name)
+        if text is None:
+            return default
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise SettingsError(f"{name}: {text!r} is not a boolean; expected true or false")
+
+    def http_url(self, name: str) -> str | None:
+        text = self.get(name)
+        if text is None:
+            return None
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https"):
+            raise SettingsError(f"{name}: expected an http:// or https:// URL")
+        try:
+            parts.port  # noqa: B018 - parsing the port validates it
+        except ValueError:
+            raise SettingsError(f"{name}: the port is not a number from 0 to 65535") from None
+        if not parts.hostname:
+            raise SettingsError(f"{name}: the URL has no host")
+        if parts.username is not None or parts.password is not None:
+            raise SettingsError(f"{name}: the URL must not contain a user name or password")
+        if parts.query or parts.fragment:
+            raise SettingsError(f"{name}: the URL must not have a query or fragment")
+        return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+    def host(self, name: str, default: str) -> str:
+        text = self.get(name)
+        if text is None:
+            return default
+        if not _HOST_RE.fullmatch(text):
+            raise SettingsError(f"{name}: {text!r} is not a host name or IP address")
+        return text
+
+    def origins(self, name: str, default: str) -> tuple[str, ...]:
+        try:
+            return parse_origin_list(self.get(name) or default, name)
+        except OriginError as exc:
+            raise SettingsError(str(exc)) from None
+
+
+def _database_url(reader: _Reader) -> str:
+    url = reader.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in _DATABASE_SCHEMES:
+        raise SettingsError(
+            "DATABASE_URL: expected sqlite:///path, postgresql://… or postgresql+psycopg://…"
+        )
+    if url == f"{scheme}://":
+        raise SettingsError("DATABASE_URL: the URL names no database")
+    return url
+
+
+def _redis_url(reader: _Reader) -> Secret | None:
+    url = reader.get("REDIS_URL")
+    if url is None:
+        return None
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in _REDIS_SCHEMES or not urlsplit(url).hostname:
+        raise SettingsError("REDIS_URL: expected redis://host[:port] or rediss://host[:port]")
+    return Secret(url)
+
+
+def _url_host(host: str) -> str:
+    """The host to connect to, as it appears in a URL (IPv6 literals need brackets)."""
+    # A gateway listening on every interface is reached through loopback.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(host, host)
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]"
+    return host
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m behest_chat.settings check``: validate the settings, print one line.
+
+    Exit status 0 when the settings are usable, 1 with the one-line problem on stderr.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["check"]:
+        print("usage: python -m behest_chat.settings check", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(env_file_path())
+    except SettingsError as exc:
+        print(f"settings: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"settings OK: {settings.mode}, key {settings.key_fingerprint}, "
+        f"Behest at {settings.effective_base_url}, app at {settings.app_origin}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
