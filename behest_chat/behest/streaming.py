@@ -1,0 +1,164 @@
+"""``ChatStream``: OpenAI-shaped chunk dicts from an open SSE response, closed promptly.
+
+The stream owns the HTTP response. It closes it when ``[DONE]`` arrives, when anything
+goes wrong, when the consumer calls ``aclose()`` or leaves ``async with``, and when the
+task iterating it is cancelled — so an abandoned answer stops at the gateway at once.
+Leaving a bare ``async for`` with ``break`` does not run any code in the stream; use
+``async with stream:`` or call ``aclose()`` (the chat code in this project does).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from behest_chat.behest import errors
+from behest_chat.behest.sse import DONE, SSEDecodeError, SSEDecoder, ServerSentEvent
+
+__all__ = ["ChatStream"]
+
+_E = TypeVar("_E", bound=errors.BehestError)
+
+
+class ChatStream:
+    """Async iterator of chat completion chunks (dicts) from one streamed response.
+
+    Attributes:
+        trace_id: the gateway's ``X-Trace-Id`` for this request.
+        session_id: the ``X-Session-Id`` sent with the request.
+        response: the underlying httpx response (status 200, body not yet read).
+    """
+
+    def __init__(self, response: httpx.Response, *, session_id: str) -> None:
+        """Wrap an open streaming response whose status was already checked.
+
+        Args:
+            response: an httpx response sent with ``stream=True``.
+            session_id: the session id the request carried.
+        """
+        self.response = response
+        self.session_id = session_id
+        self.trace_id: str | None = response.headers.get("x-trace-id")
+        self._bytes: AsyncIterator[bytes] = response.aiter_bytes()
+        self._decoder = SSEDecoder()
+        self._ready: deque[ServerSentEvent] = deque()
+        self._finished = False
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the HTTP response has been closed."""
+        return self._closed
+
+    @property
+    def done(self) -> bool:
+        """True when the stream ended with ``[DONE]`` (a complete answer)."""
+        return self._finished
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._finished or self._closed:
+            raise StopAsyncIteration
+        try:
+            while True:
+                while self._ready:
+                    chunk = self._chunk_from(self._ready.popleft())
+                    if chunk is not None:
+                        return chunk
+                    if self._finished:
+                        await self.aclose()
+                        raise StopAsyncIteration
+                await self._read_more()
+        except StopAsyncIteration:
+            raise
+        except BaseException:
+            # Errors, cancellation, GeneratorExit: the connection must not outlive them.
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        """Close the HTTP response now; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.response.aclose()
+
+    async def __aenter__(self) -> ChatStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _read_more(self) -> None:
+        try:
+            data = await anext(self._bytes)
+        except StopAsyncIteration:
+            raise self._error(errors.StreamCutError, "stream ended before [DONE]") from None
+        except httpx.TimeoutException:
+            raise self._error(
+                errors.TimeoutError, "no stream data within the read timeout"
+            ) from None
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise self._error(
+                errors.StreamCutError,
+                f"stream connection broke before [DONE] ({type(exc).__name__})",
+            ) from None
+        try:
+            self._ready.extend(self._decoder.feed(data))
+        except SSEDecodeError as exc:
+            raise self._error(errors.MalformedFrameError, str(exc)) from None
+
+    def _chunk_from(self, event: ServerSentEvent) -> dict[str, Any] | None:
+        if event.data == DONE:
+            self._finished = True
+            return None
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            raise self._error(errors.MalformedFrameError, "stream frame is not JSON") from None
+        if event.event == "error" or (isinstance(payload, dict) and "error" in payload):
+            raise self._in_band_error(payload)
+        if not isinstance(payload, dict):
+            raise self._error(errors.MalformedFrameError, "stream frame is not a JSON object")
+        return payload
+
+    def _in_band_error(self, payload: object) -> errors.StreamErrorEvent:
+        body = payload.get("error", payload) if isinstance(payload, dict) else None
+        if isinstance(body, dict):
+            code, message, details = body.get("code"), body.get("message"), body.get("details")
+        else:
+            code, message, details = None, body, None
+        return self._error(
+            errors.StreamErrorEvent,
+            message if isinstance(message, str) and message else "error event in stream",
+            code=code if isinstance(code, str) else None,
+            details=details if isinstance(details, dict) else None,
+        )
+
+    def _error(
+        self,
+        cls: type[_E],
+        message: str,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> _E:
+        return cls(
+            message,
+            status=self.response.status_code,
+            code=code,
+            details=details,
+            trace_id=self.trace_id,
+        )
