@@ -11,6 +11,7 @@ Variables (see ``.env.example``):
 - ``BEHEST_BASE_URL``: the Behest project URL; unset → the app starts the local gateway.
 - ``BEHEST_PUBLIC_BASE_URL``: the gateway URL as the browser reaches it.
 - ``BEHEST_KID``, ``BEHEST_TENANT_ID``, ``BEHEST_PROJECT_ID``: required with a signing key.
+- ``BEHEST_AUDIENCE``: ``aud`` of locally signed tokens (the client's default when unset).
 - ``BEHEST_TOKEN_TTL``: seconds a minted token lives (60 to 86400, default 900).
 - ``BEHEST_ALLOWED_ORIGINS``: browser origins the gateway accepts.
 - ``APP_ORIGINS``: the app's own public origins; the first is canonical.
@@ -105,6 +106,7 @@ class Settings:
         behest_kid: key id for signing mode.
         behest_tenant_id: tenant id for signing mode.
         behest_project_id: project id for signing mode.
+        behest_audience: ``aud`` of locally signed tokens, or ``None`` for the client default.
         token_ttl: lifetime of minted tokens, in seconds.
         allowed_origins: browser origins the gateway accepts.
         app_origins: the app's own public origins; the first is canonical.
@@ -123,6 +125,7 @@ class Settings:
     behest_kid: str | None
     behest_tenant_id: str | None
     behest_project_id: str | None
+    behest_audience: str | None
     token_ttl: int
     allowed_origins: tuple[str, ...]
     app_origins: tuple[str, ...]
@@ -166,15 +169,19 @@ class Settings:
         """Keyword arguments for ``BehestClient(**settings.client_kwargs())``.
 
         kid/tenant/project are passed only with a signing key; an API key does not use them.
+        ``audience`` is added only when ``BEHEST_AUDIENCE`` is set and the key signs.
         """
         signing = self.key_kind == "sign"
-        return {
+        kwargs: dict[str, Any] = {
             "key": self.behest_key.get(),
             "base_url": self.effective_base_url,
             "kid": self.behest_kid if signing else None,
             "tenant_id": self.behest_tenant_id if signing else None,
             "project_id": self.behest_project_id if signing else None,
         }
+        if signing and self.behest_audience is not None:
+            kwargs["audience"] = self.behest_audience
+        return kwargs
 
 
 def load_settings(
@@ -239,6 +246,7 @@ def load_settings(
         behest_kid=behest_kid,
         behest_tenant_id=behest_tenant_id,
         behest_project_id=behest_project_id,
+        behest_audience=reader.get("BEHEST_AUDIENCE"),
         token_ttl=reader.integer("BEHEST_TOKEN_TTL", _DEFAULT_TOKEN_TTL, 60, 86400),
         allowed_origins=reader.origins("BEHEST_ALLOWED_ORIGINS", _DEFAULT_ALLOWED_ORIGINS),
         app_origins=app_origins,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -133,8 +134,22 @@ def test_signing_key_with_the_embedded_gateway(signing_key: str) -> None:
     assert settings.client_kwargs()["base_url"] == "http://127.0.0.1:8787"
 
 
+def test_audience_is_passed_only_with_a_signing_key(signing_key: str) -> None:
+    environ = {
+        "BEHEST_KEY": signing_key,
+        "BEHEST_KID": "kid_1",
+        "BEHEST_TENANT_ID": "tnt_1",
+        "BEHEST_PROJECT_ID": "proj_1",
+        "BEHEST_AUDIENCE": "behest-eu",
+    }
+    assert load_settings(None, environ).client_kwargs()["audience"] == "behest-eu"
+    assert "audience" not in load(BEHEST_AUDIENCE="behest-eu").client_kwargs()
+
+
 def test_api_key_client_kwargs_leave_signing_ids_out() -> None:
-    settings = load(BEHEST_KID="kid_x", BEHEST_TENANT_ID="t", BEHEST_PROJECT_ID="p")
+    settings = load(
+        BEHEST_KID="kid_x", BEHEST_TENANT_ID="t", BEHEST_PROJECT_ID="p", BEHEST_AUDIENCE="a"
+    )
     assert settings.client_kwargs() == {
         "key": API_KEY,
         "base_url": "http://127.0.0.1:8787",
@@ -331,3 +346,26 @@ def test_check_command_fails_with_one_line(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [
         "settings: BEHEST_TOKEN_TTL: 5 is out of range; expected 60 to 86400"
     ]
+
+
+def test_env_example_is_valid_once_generated(tmp_path: Path) -> None:
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    env_file = tmp_path / ".env"
+    env_file.write_text(text.replace("__GENERATE__", API_KEY), encoding="utf-8")
+    settings = load_settings(env_file, environ={})
+    assert settings.mode == "local gateway"
+    assert settings.effective_base_url == "http://127.0.0.1:8787"
+
+
+def test_env_example_placeholder_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"^BEHEST_KEY: still the placeholder"):
+        load_settings(ROOT / ".env.example", environ={})
+
+
+def test_env_example_lists_every_variable_the_settings_read() -> None:
+    source = (ROOT / "behest_chat" / "settings.py").read_text(encoding="utf-8")
+    read = set(re.findall(r'"((?:BEHEST|APP)_[A-Z_]+|DATABASE_URL|REDIS_URL)"', source))
+    example = (ROOT / ".env.example").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^([A-Z_]+)=", example, flags=re.MULTILINE))
+    assert read - {"APP_ENV_FILE"} <= listed
+    assert len(read) >= 15
