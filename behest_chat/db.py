@@ -1,0 +1,159 @@
+"""The database: one SQLModel engine per process, a session helper, and migrations.
+
+The URL is ``DATABASE_URL`` (default ``sqlite:///behest_chat.db``), read through
+:func:`behest_chat.settings.load_database_url` so database tools work before the Behest key
+is set up. SQLite runs in WAL mode with foreign keys on. ``postgresql://`` URLs use psycopg 3.
+
+Migrations are Alembic revisions in ``alembic/versions``, applied with::
+
+    python -m behest_chat.db upgrade
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, create_engine
+
+from behest_chat.settings import SettingsError, env_file_path, load_database_url
+
+__all__ = [
+    "ALEMBIC_INI",
+    "database_url",
+    "engine_for",
+    "get_engine",
+    "reset",
+    "session_scope",
+    "upgrade",
+]
+
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+_SQLITE_BUSY_TIMEOUT_S = 15
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+@functools.cache
+def database_url() -> str:
+    """The process's database URL, read once (see the module docstring)."""
+    return load_database_url(env_file_path())
+
+
+def engine_for(url: str) -> Engine:
+    """The engine for ``url``, created once per URL.
+
+    Args:
+        url: a ``sqlite://`` or ``postgresql[+psycopg]://`` SQLAlchemy URL.
+    """
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = _create_engine(url)
+        return engine
+
+
+def _create_engine(url: str) -> Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(
+        url,
+        # Starlette runs sync work in a thread pool; SQLite's own thread check would refuse it.
+        connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_TIMEOUT_S},
+    )
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def get_engine() -> Engine:
+    """The process's engine, for :func:`database_url`."""
+    return engine_for(database_url())
+
+
+@contextlib.contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session that commits when the block ends and rolls back if it raises.
+
+    Objects stay readable after the commit (``expire_on_commit=False``).
+    """
+    with Session(get_engine(), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def reset() -> None:
+    """Close every engine and forget the URL, so the next use reads the settings again."""
+    with _engines_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.dispose()
+    database_url.cache_clear()
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> None:
+    """Apply Alembic migrations (``alembic upgrade head``).
+
+    Args:
+        url: the database to migrate; ``None`` means :func:`database_url`.
+        revision: the target revision.
+    """
+    from alembic.config import Config
+
+    from alembic import command
+
+    config = Config(str(ALEMBIC_INI))
+    config.attributes["database_url"] = url or database_url()
+    # Called from inside the app or tests: leave the process's logging alone.
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, revision)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m behest_chat.db upgrade``: migrate the database to the newest revision."""
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["upgrade"]:
+        print("usage: python -m behest_chat.db upgrade", file=sys.stderr)
+        return 2
+    try:
+        upgrade()
+    except SettingsError as exc:
+        print(f"db: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # one line for the run script, not a traceback
+        print(f"db: migration failed: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    print("db: schema is up to date")
+    return 0
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL lets readers continue while one writer commits (several workers, one file).
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
