@@ -27,7 +27,6 @@ tier`` (tier as its numeric id).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -45,7 +44,7 @@ from behest_chat.gateway.chat import chat_completions
 from behest_chat.gateway.config import GatewayConfig
 from behest_chat.gateway.cors import CORSMiddleware
 from behest_chat.gateway.errors import GatewayError, error_response
-from behest_chat.gateway.faults import MINT_PATH, FaultPlan
+from behest_chat.gateway.faults import MINT_PATH, FaultPlan, is_loopback
 from behest_chat.gateway.requestlog import RequestLogMiddleware
 from behest_chat.gateway.runtime import Gateway, read_json, wait_for_disconnect
 from behest_chat.gateway.tiers import TIER_IDS, parse_tier
@@ -254,14 +253,7 @@ async def thread_messages(request: Request) -> Response:
 
 
 def _require_loopback(request: Request) -> None:
-    host = request.client.host if request.client else ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if address is None or not address.is_loopback:
+    if not is_loopback(request.client.host if request.client else ""):
         raise GatewayError(404, "no such route")
 
 

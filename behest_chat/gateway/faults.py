@@ -32,6 +32,7 @@ non-streaming request leaves it queued. ``DELETE /_gateway/faults`` clears the q
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -45,6 +46,7 @@ __all__ = [
     "FaultSwitch",
     "StreamCut",
     "install_log_filter",
+    "is_loopback",
 ]
 
 CHAT_PATH = "/v1/chat/completions"
@@ -215,6 +217,24 @@ def install_log_filter() -> None:
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _HideStreamCuts) for f in logger.filters):
         logger.addFilter(_HideStreamCuts())
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a client address is loopback (127.0.0.0/8, ::1, or IPv4-mapped loopback).
+
+    Args:
+        host: the client's IP address as text.
+
+    Returns:
+        True only for a parseable loopback address.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def _int_field(
