@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 
-from dotenv import dotenv_values
-
 from behest_chat.behest import BehestClient
-from behest_chat.settings import get_settings
+from behest_chat.settings import env_file_path, get_settings
 
 __all__ = ["embedded_gateway", "get_client"]
 
@@ -38,11 +35,10 @@ async def embedded_gateway() -> AsyncIterator[None]:
     if not settings.uses_embedded_gateway:
         yield
         return
-    from behest_chat.gateway.config import GatewayConfig
+    from behest_chat.gateway.config import GatewayConfig, load_environ
     from behest_chat.gateway.embedded import serve
 
-    environ = {k: v for k, v in {**dotenv_values(".env"), **os.environ}.items() if v is not None}
-    config = GatewayConfig.from_env(environ)
+    config = GatewayConfig.from_env(load_environ(env_file_path()))
     async with serve(config, host=settings.gateway_host, port=settings.gateway_port):
         logger.info("local Behest gateway listening on %s", settings.effective_base_url)
         yield
