@@ -7,7 +7,7 @@ from behest_chat.api import create_api
 from behest_chat.pages.auth_forms import login_page, register_page
 from behest_chat.pages.chat import chat_page
 from behest_chat.pages.settings import settings_page
-from behest_chat.services import embedded_gateway, get_client
+from behest_chat.services import get_client, lifespan
 from behest_chat.settings import get_settings
 from behest_chat.state import AuthState, ChatState, SettingsState
 
@@ -16,7 +16,7 @@ app = rx.App(
     head_components=[rx.script(src="/auth.js")],
     api_transformer=create_api(get_settings(), get_client),
 )
-app.register_lifespan_task(embedded_gateway)
+app.register_lifespan_task(lifespan)
 
 app.add_page(
     chat_page, route=routes.CHAT, title="Chat · behest-chat", on_load=AuthState.require_login

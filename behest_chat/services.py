@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from behest_chat.behest import BehestClient
 from behest_chat.settings import env_file_path, get_settings
 
-__all__ = ["embedded_gateway", "get_client"]
+__all__ = ["get_client", "lifespan"]
 
 logger = logging.getLogger("behest_chat")
 _client: BehestClient | None = None
@@ -29,20 +29,23 @@ def get_client() -> BehestClient:
 
 
 @contextlib.asynccontextmanager
-async def embedded_gateway() -> AsyncIterator[None]:
-    """Lifespan task: run the local gateway in this process unless BEHEST_BASE_URL is set."""
-    settings = get_settings()
-    if not settings.uses_embedded_gateway:
-        yield
-        return
-    from behest_chat.gateway.config import GatewayConfig, load_environ
-    from behest_chat.gateway.embedded import serve
-
-    config = GatewayConfig.from_env(load_environ(env_file_path()))
-    async with serve(config, host=settings.gateway_host, port=settings.gateway_port):
-        logger.info("local Behest gateway listening on %s", settings.effective_base_url)
-        yield
+async def lifespan() -> AsyncIterator[None]:
+    """App lifespan: run the local gateway here unless BEHEST_BASE_URL is set; close the client."""
     global _client
-    if _client is not None:
-        await _client.aclose()
-        _client = None
+    settings = get_settings()
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.uses_embedded_gateway:
+            from behest_chat.gateway.config import GatewayConfig, load_environ
+            from behest_chat.gateway.embedded import serve
+
+            config = GatewayConfig.from_env(load_environ(env_file_path()))
+            await stack.enter_async_context(
+                serve(config, host=settings.gateway_host, port=settings.gateway_port)
+            )
+            logger.info("local Behest gateway listening on %s", settings.effective_base_url)
+        try:
+            yield
+        finally:
+            if _client is not None:
+                await _client.aclose()
+                _client = None
