@@ -1,0 +1,58 @@
+"""The app's HTTP API as one Starlette app, mounted through ``rx.App(api_transformer=...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from behest_chat.api.auth import login_handler, logout_handler, register_handler
+from behest_chat.api.http import ALL_METHODS, Handler, guarded
+from behest_chat.api.token import token_handler
+from behest_chat.behest import BehestClient
+from behest_chat.settings import Settings
+
+__all__ = ["TOKEN_PATH", "create_api"]
+
+TOKEN_PATH = "/api/behest/token"
+
+
+def create_api(
+    settings: Settings,
+    client_provider: Callable[[], BehestClient],
+    *,
+    after_sign_in: str = "/chat",
+    after_sign_out: str = "/login",
+) -> Starlette:
+    """Build the API routes.
+
+    Routes: ``POST /api/auth/register``, ``POST /api/auth/login``, ``POST /api/auth/logout``
+    and ``POST /api/behest/token`` (see ``api/auth.py`` and ``api/token.py``). The database is
+    the process's (``behest_chat.db``).
+
+    Args:
+        settings: origins, cookie flags, session and token lifetimes.
+        client_provider: returns the process's ``BehestClient``; called per token request,
+            inside the server's event loop.
+        after_sign_in: path the browser goes to after sign-in or registration.
+        after_sign_out: path the browser goes to after sign-out.
+
+    Returns:
+        A Starlette app; Reflex mounts its own app behind these routes.
+    """
+
+    def route(path: str, handler: Handler, *, with_ok: bool) -> Route:
+        endpoint = guarded(
+            handler, methods=["POST"], app_origins=settings.app_origins, with_ok=with_ok
+        )
+        return Route(path, endpoint, methods=ALL_METHODS)
+
+    return Starlette(
+        routes=[
+            route("/api/auth/register", register_handler(settings, after_sign_in), with_ok=True),
+            route("/api/auth/login", login_handler(settings, after_sign_in), with_ok=True),
+            route("/api/auth/logout", logout_handler(settings, after_sign_out), with_ok=True),
+            route(TOKEN_PATH, token_handler(settings, client_provider), with_ok=False),
+        ]
+    )
