@@ -3,5 +3,6 @@
 pytest_plugins = [
     "tests.fixtures.env",
     "tests.fixtures.gateway",
+    "tests.fixtures.app_api",
     "tests.fixtures.app",
 ]

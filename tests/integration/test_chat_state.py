@@ -1,0 +1,209 @@
+"""ChatState through Reflex's real event processor, against the real gateway and database.
+
+No browser and no server: events go through the same processor, state manager and delta
+computation that the app uses, so these tests see exactly the deltas a tab would receive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from behest_chat import services
+from behest_chat.accounts import service as accounts
+from behest_chat.accounts.sessions import SESSION_COOKIE, create_session
+from behest_chat.settings import get_settings
+
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.")
+
+
+class Recorder:
+    """Stands in for the socket.io namespace: keeps every update the browser would get."""
+
+    def __init__(self) -> None:
+        self.updates: list[Any] = []
+
+    async def emit_update(self, update: Any, token: str) -> None:
+        self.updates.append(update)
+
+    def deltas(self) -> list[dict[str, Any]]:
+        return [u.delta for u in self.updates if getattr(u, "delta", None)]
+
+
+@dataclass
+class Tab:
+    """One browser tab's identity as the processor sees it."""
+
+    processor: Any
+    manager: Any
+    recorder: Recorder
+    cookie: str
+    token: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def event(self, handler: str, **payload: Any):
+        from reflex_base.event import Event
+
+        from behest_chat.state import ChatState
+
+        return Event(
+            name=f"{ChatState.get_full_name()}.{handler}",
+            payload=payload,
+            router_data={
+                "pathname": "/chat",
+                "query": {},
+                "token": self.token,
+                "sid": "test-sid",
+                "headers": {"cookie": self.cookie, "origin": "http://localhost:3000"},
+            },
+        )
+
+    async def run(self, handler: str, **payload: Any) -> None:
+        future = await self.processor.enqueue(self.token, self.event(handler, **payload))
+        await asyncio.wait_for(future.wait_all(), 20)
+
+    async def state(self):
+        from reflex.istate.manager.token import BaseStateToken
+
+        from behest_chat.state import ChatState
+
+        root = await self.manager.get_state(BaseStateToken(ident=self.token, cls=ChatState))
+        return await root.get_state(ChatState)
+
+
+@pytest.fixture
+def app_env(gateway, app_db, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings for the app module: the test gateway, the test database."""
+    monkeypatch.setenv("BEHEST_KEY", gateway.api_key)
+    monkeypatch.setenv("BEHEST_BASE_URL", gateway.base_url)
+    monkeypatch.setenv("APP_ENV_FILE", "/nonexistent/.env")
+    get_settings.cache_clear()
+    services._client = None
+    gateway.reset()
+    gateway.clear_faults()
+
+
+async def _open_tab(cookie: str) -> AsyncIterator[Tab]:
+    from reflex.istate.manager.memory import StateManagerMemory
+    from reflex_base.event.processor.base_state_processor import BaseStateEventProcessor
+
+    from reflex_base.registry import RegistrationContext
+
+    from behest_chat.behest_chat import app
+
+    # Each test runs in a fresh context; bind the app's registry of states and handlers.
+    RegistrationContext.set(app._registration_context)
+    manager, recorder = StateManagerMemory(), Recorder()
+    processor = BaseStateEventProcessor(graceful_shutdown_timeout=5).configure(
+        state_manager=manager, event_namespace=recorder
+    )
+    async with processor:
+        yield Tab(processor, manager, recorder, cookie)
+    if services._client is not None:
+        await services._client.aclose()
+        services._client = None
+
+
+@pytest.fixture
+async def tab(app_env) -> AsyncIterator[Tab]:
+    """A signed-in tab."""
+    user = accounts.register("alice", "Alice", "correct horse battery")
+    secret = create_session(user)
+    async for opened in _open_tab(f"{SESSION_COOKIE}={secret}"):
+        yield opened
+
+
+@pytest.fixture
+async def anonymous_tab(app_env) -> AsyncIterator[Tab]:
+    """A tab without a session cookie."""
+    async for opened in _open_tab(""):
+        yield opened
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)  # polling shared state, bounded by the deadline
+
+
+async def test_send_streams_a_reply_in_a_few_small_deltas(tab: Tab, gateway) -> None:
+    gateway.set_fault(token_delay_ms=5, count=1)
+    await tab.run("send", form_data={"prompt": "long: 300"})
+    state = await tab.state()
+    assert [m["role"] for m in state.messages] == ["user", "assistant"]
+    reply = state.messages[1]
+    assert reply["status"] == "done" and len(reply["content"].split()) >= 200
+    assert state.draft == "" and state.phase == ""
+
+    draft_deltas = [d for d in tab.recorder.deltas() if any("draft" in k for k in _keys(d))]
+    # ~300 tokens at 5 ms each ≈ 1.5 s; flushed every 50 ms → tens of updates, not hundreds.
+    assert 3 <= len(draft_deltas) <= 60, len(draft_deltas)
+    sent = repr(tab.recorder.deltas())
+    assert not JWT.search(sent)
+    assert gateway.api_key not in sent
+
+
+async def test_signed_out_tab_is_redirected_and_nothing_is_sent(anonymous_tab: Tab, gateway) -> None:
+    before = gateway.stats()["chat_requests"]
+    await anonymous_tab.run("send", form_data={"prompt": "hello"})
+    assert gateway.stats()["chat_requests"] == before
+    assert "/login" in repr([u.events for u in anonymous_tab.recorder.updates])
+
+
+async def test_cut_stream_keeps_the_partial_reply_marked_with_retry(tab: Tab, gateway) -> None:
+    gateway.set_fault(cut_after=5, count=1)
+    await tab.run("send", form_data={"prompt": "Tell me about lists."})
+    state = await tab.state()
+    user, reply = state.messages
+    assert user["content"] == "Tell me about lists."
+    assert reply["status"] == "error" and reply["content"]
+    assert "cut off" in reply["error"]
+
+    await tab.run("retry")
+    state = await tab.state()
+    assert [m["status"] for m in state.messages] == ["done", "error", "done"]
+
+
+async def test_quota_error_is_explained_by_kind(tab: Tab, gateway) -> None:
+    gateway.set_fault(status=402, code="quota_exceeded", count=1)
+    await tab.run("send", form_data={"prompt": "hello"})
+    reply = (await tab.state()).messages[-1]
+    assert reply["status"] == "error" and "quota" in reply["error"]
+    assert "Traceback" not in reply["error"]
+
+
+async def test_stop_closes_the_upstream_stream_and_keeps_the_partial(tab: Tab, gateway) -> None:
+    gateway.set_fault(token_delay_ms=50, count=1)
+    future = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "long: 400"})
+    )
+
+    async def streaming() -> bool:
+        return (await tab.state()).draft != ""
+
+    await _until(streaming)
+    await tab.run("stop")
+    await asyncio.wait_for(future.wait_all(), 10)
+    reply = (await tab.state()).messages[-1]
+    assert reply["status"] == "stopped" and reply["content"]
+
+    def disconnected() -> bool:
+        stats = gateway.stats()
+        return stats["client_disconnects"] >= 1 and stats["streams_open"] == 0
+
+    deadline = time.monotonic() + 1.0
+    while not disconnected():
+        assert time.monotonic() < deadline, "the gateway did not see the cancel within 1 s"
+        await asyncio.sleep(0.02)  # polling the gateway, bounded by the deadline
+
+
+def _keys(delta: dict[str, Any]) -> list[str]:
+    return [k for substate in delta.values() for k in substate]
