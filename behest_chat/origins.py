@@ -46,7 +46,10 @@ def normalize_origin(url: str) -> str:
         port = parts.port
     except ValueError:
         parts, port = None, None
-    if "@" in text.split("?", 1)[0].split("#", 1)[0]:
+    authority = text.split("://", 1)[-1]
+    for separator in "/?#":
+        authority = authority.split(separator, 1)[0]
+    if "@" in authority:
         # Refused without echoing: the part before "@" may be a password.
         raise OriginError("an origin must not contain a user name or password")
     if parts is None:

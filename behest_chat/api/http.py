@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from behest_chat.origins import is_allowed
 
-__all__ = ["Handler", "RequestError", "guarded", "json_error", "read_json"]
+__all__ = ["ALL_METHODS", "Handler", "RequestError", "guarded", "json_error", "read_json"]
 
 Handler = Callable[[Request], Awaitable[Response]]
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

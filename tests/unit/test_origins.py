@@ -24,6 +24,7 @@ from behest_chat.origins import (
         ("https://example.com:80", "https://example.com:80"),
         ("http://[::1]:3000/", "http://[::1]:3000"),
         ("  https://app.example.com  ", "https://app.example.com"),
+        ("https://app.example.com/@user?next=a@b", "https://app.example.com"),
     ],
 )
 def test_normalize_origin(url: str, origin: str) -> None:
