@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"behest-gateway: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The gateway logs its own line per request; httpx's per-call lines would only repeat them.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     host = args.host or config.host
     port = config.port if args.port is None else args.port
     try:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -112,7 +113,7 @@ async def chat_completions(request: Request) -> Response:
             principal.project_id, principal.uid, chat.thread_id, "user", text, time.time()
         )
     if stream:
-        return EventStreamResponse(_guarded(gateway, chat, plan))
+        return EventStreamResponse(_guarded(gateway, chat, plan, request.state))
     return await _complete(request, gateway, chat, plan)
 
 
@@ -254,8 +255,13 @@ async def _produce_completion(gateway: Gateway, chat: _Chat, tally: _Tally) -> d
     }
 
 
-async def _guarded(gateway: Gateway, chat: _Chat, plan: FaultPlan | None) -> AsyncIterator[bytes]:
-    """The event stream with faults applied and accounting done however it ends."""
+async def _guarded(
+    gateway: Gateway, chat: _Chat, plan: FaultPlan | None, state: State
+) -> AsyncIterator[bytes]:
+    """The event stream with faults applied and accounting done however it ends.
+
+    The way it ended is left in ``state.stream_outcome`` for the request log.
+    """
     stats = gateway.store.stats
     tally = _Tally(prompt_tokens=prompt_tokens(chat.messages))
     delay_ms = gateway.config.token_delay_ms
@@ -301,6 +307,7 @@ async def _guarded(gateway: Gateway, chat: _Chat, plan: FaultPlan | None) -> Asy
         outcome = "failed"
         raise
     finally:
+        state.stream_outcome = outcome
         stats.streams_open -= 1
         if outcome == "completed":
             stats.streams_completed += 1

@@ -6,8 +6,9 @@ so nobody can plant ids in the log). One line is logged per request when it ends
     POST /v1/chat/completions 200 trace=tr_3f… uid=alice 812.4ms
 
 The line has the method, path (no query string), status (``cut`` for a deliberately
-dropped stream, ``-`` when the client left before any response), trace id, the token's uid
-(``-`` before authentication) and duration. Headers and bodies are never logged, so keys and
+dropped stream, ``-`` when the client left before any response, ``200/disconnected`` and
+the like when a stream ended early), trace id, the token's uid (``-`` before
+authentication) and duration. Headers and bodies are never logged, so keys and
 tokens cannot reach the log.
 """
 
@@ -93,6 +94,9 @@ class RequestLogMiddleware:
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             shown = outcome or (str(status) if status is not None else "-")
+            stream_outcome = state.get("stream_outcome")
+            if not outcome and stream_outcome not in (None, "completed"):
+                shown += f"/{stream_outcome}"
             logger.info(
                 "%s %s %s trace=%s uid=%s %.1fms",
                 scope["method"],
