@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
-from tests.fixtures.gateway import RunningGateway, bearer
+from tests.fixtures.gateway import RunningGateway, bearer, start_gateway
 
 TINY = {
     "free": {"rpm": 2},
@@ -25,9 +25,11 @@ def _ask(gw: RunningGateway, token: str, content: str = "echo: hi") -> httpx.Res
     )
 
 
-@pytest.fixture
-def tiny(gateway_factory: Callable[..., RunningGateway]) -> RunningGateway:
-    return gateway_factory({"BEHEST_GATEWAY_LIMITS": json.dumps(TINY)})
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    running = start_gateway(tmp_path_factory.mktemp("tiny"), {"BEHEST_GATEWAY_LIMITS": json.dumps(TINY)})
+    yield running
+    running.stop()
 
 
 def test_rpm_breach_is_429_with_integer_retry_after(tiny: RunningGateway) -> None:

@@ -8,23 +8,31 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.fixtures.gateway import RunningGateway, bearer, sse_data
+from tests.fixtures.gateway import RunningGateway, bearer, sse_data, start_gateway
 
 CHAT = "/v1/chat/completions"
 
 
-@pytest.fixture
-def relay(gateway: RunningGateway, gateway_factory: Callable[..., RunningGateway]) -> Iterator[RunningGateway]:
+@pytest.fixture(scope="module")
+def relay(gateway: RunningGateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     """A gateway whose model is the shared gateway (offline model behind it)."""
-    gateway.clear_faults()
     upstream_key = gateway.mint("relay-service", ttl=86_400, tier="max")
-    yield gateway_factory(
+    running = start_gateway(
+        tmp_path_factory.mktemp("relay"),
         {
             "BEHEST_GATEWAY_UPSTREAM_URL": gateway.base_url + "/v1",
             "BEHEST_GATEWAY_UPSTREAM_KEY": upstream_key,
             "BEHEST_GATEWAY_UPSTREAM_MODEL": "behest-offline",
-        }
+        },
     )
+    yield running
+    running.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_faults(gateway: RunningGateway) -> Iterator[None]:
+    gateway.clear_faults()
+    yield
     gateway.clear_faults()
 
 
@@ -114,6 +122,7 @@ def test_unreachable_upstream_is_502(gateway_factory: Callable[..., RunningGatew
 
 def test_client_disconnect_cancels_the_upstream_request(relay: RunningGateway, gateway: RunningGateway) -> None:
     before = gateway.stats()["client_disconnects"]
+    relay_before = relay.stats()["client_disconnects"]
     gateway.set_fault(token_delay_ms=50)
     token = relay.mint("end-user")
     with httpx.Client() as client, client.stream("POST", relay.base_url + CHAT, json=_body("long: 1000"), headers=bearer(token)) as response:
@@ -122,6 +131,6 @@ def test_client_disconnect_cancels_the_upstream_request(relay: RunningGateway, g
             buffer += piece
             if buffer.count(b"\n\n") >= 3:
                 break
-    relay.wait_for_stats(lambda s: s["client_disconnects"] == 1)
+    relay.wait_for_stats(lambda s: s["client_disconnects"] == relay_before + 1)
     upstream = gateway.wait_for_stats(lambda s: s["client_disconnects"] == before + 1, timeout=1.0)
     assert upstream["streams_open"] == 0
