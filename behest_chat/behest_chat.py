@@ -12,7 +12,6 @@ from behest_chat.settings import get_settings
 from behest_chat.state import AuthState, ChatState, SettingsState
 
 app = rx.App(
-    theme=rx.theme(accent_color="indigo", radius="medium"),
     head_components=[rx.script(src="/auth.js")],
     api_transformer=create_api(get_settings(), get_client),
 )

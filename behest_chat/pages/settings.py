@@ -31,27 +31,36 @@ def _origin_item(origin: rx.Var[str]) -> rx.Component:
 
 
 def _origin_check() -> rx.Component:
+    # Plain boxes, not callout.text: a <p> may not contain the <p>/<div> children used here.
     return rx.callout.root(
-        rx.callout.text(
-            rx.cond(
-                SettingsState.origin_allowed,
+        rx.cond(
+            SettingsState.origin_allowed,
+            rx.text(
+                "This browser's origin ",
+                rx.code(SettingsState.browser_origin),
+                " is in the list: browser-direct calls to Behest are allowed.",
+            ),
+            rx.vstack(
                 rx.text(
                     "This browser's origin ",
                     rx.code(SettingsState.browser_origin),
-                    " is in the list: browser-direct calls to Behest are allowed.",
+                    " is not in the list; browser-direct calls from here will be "
+                    "blocked by CORS. Add it to .env and restart:",
                 ),
-                rx.vstack(
-                    rx.text(
-                        "This browser's origin ",
-                        rx.code(SettingsState.browser_origin),
-                        " is not in the list; browser-direct calls from here will be "
-                        "blocked by CORS. Add it to .env and restart:",
-                    ),
-                    rx.code_block(SettingsState.origin_fix, can_copy=True, **testid("origin-fix")),
+                rx.code_block(
+                    SettingsState.origin_fix,
+                    language="bash",
+                    can_copy=True,
+                    wrap_long_lines=True,
+                    width="100%",
+                    **testid("origin-fix"),
                 ),
+                width="100%",
             ),
         ),
         color_scheme=rx.cond(SettingsState.origin_allowed, "green", "amber"),
+        width="100%",
+        overflow_wrap="anywhere",
         custom_attrs={
             "data-testid": "origin-check",
             "data-allowed": rx.cond(SettingsState.origin_allowed, "true", "false"),

@@ -15,10 +15,10 @@ JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,
 PASSWORD = "correct horse battery"
 
 
-def register(page: Page, name: str | None = None) -> str:
-    """Create a fresh account through the UI; returns the username."""
-    username = name or f"u{secrets.token_hex(4)}"
-    page.goto("/register")
+def register(page: Page, base: str = "") -> str:
+    """Create a fresh account through the UI (at `base`, default the app's URL)."""
+    username = f"u{secrets.token_hex(4)}"
+    page.goto(f"{base}/register")
     page.get_by_test_id("username-input").fill(username)
     page.get_by_test_id("display_name-input").fill(f"User {username}")
     page.get_by_test_id("password-input").fill(PASSWORD)
@@ -47,7 +47,9 @@ def test_register_ask_and_watch_the_answer_stream(page: Page, app_server) -> Non
           window.__lengths = [];
           new MutationObserver(() => {
             const el = document.querySelector('[data-testid="message"][data-status="streaming"]');
-            const n = el ? el.innerText.length : 0;
+            // Before the first token the bubble shows the phase, not the answer.
+            const phase = el && el.querySelector('[data-testid="turn-phase"]');
+            const n = el && !phase ? el.innerText.length : 0;
             if (n && window.__lengths[window.__lengths.length - 1] !== n) window.__lengths.push(n);
           }).observe(document.body, {subtree: true, childList: true, characterData: true});
         }"""
@@ -113,6 +115,18 @@ def test_settings_page_lists_origins_and_marks_this_one(page: Page, app_server) 
     expect(page.get_by_test_id("setting-mode")).to_have_text("local gateway")
     expect(page.get_by_test_id("setting-tier")).to_have_text("free")
     expect(page.get_by_test_id("setting-key")).to_have_text(re.compile(r"^sha256:[0-9a-f]{12}$"))
+
+
+def test_settings_page_gives_the_line_to_add_an_unlisted_origin(page: Page, app_server) -> None:
+    other = app_server.url.replace("localhost", "127.0.0.1")
+    register(page, other)  # the same app, reached through an origin that is not in the list
+    page.goto(f"{other}/settings")
+    check = page.get_by_test_id("origin-check")
+    expect(check).to_have_attribute("data-allowed", "false")
+    expect(page.locator('[data-testid="allowed-origin"][data-current="true"]')).to_have_count(0)
+    expect(page.get_by_test_id("origin-fix")).to_contain_text(
+        f"BEHEST_ALLOWED_ORIGINS={app_server.url},http://localhost:5173,{other}"
+    )
 
 
 def test_raw_html_in_an_answer_is_shown_as_text(page: Page, app_server) -> None:
