@@ -1,17 +1,21 @@
 """``ChatStream``: OpenAI-shaped chunk dicts from an open SSE response, closed promptly.
 
 The stream owns the HTTP response. It closes it when ``[DONE]`` arrives, when anything
-goes wrong, when the consumer calls ``aclose()`` or leaves ``async with``, and when the
-task iterating it is cancelled — so an abandoned answer stops at the gateway at once.
-Leaving a bare ``async for`` with ``break`` does not run any code in the stream; use
-``async with stream:`` or call ``aclose()`` (the chat code in this project does).
+goes wrong, when the consumer calls ``aclose()`` or leaves ``async with``, when the task
+iterating it is cancelled, and when an ``async for`` over it is left with ``break`` — so an
+abandoned answer stops at the gateway at once.
+
+``async for`` runs over a fresh async generator (``__aiter__``); leaving the loop drops
+that generator, and asyncio's async-generator finalizer runs its ``finally`` (which closes
+the response) on the next turn of the event loop. ``async with stream:`` or an explicit
+``aclose()`` closes it synchronously and is still the clearest way to write it.
 """
 
 from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -60,8 +64,19 @@ class ChatStream:
         """True when the stream ended with ``[DONE]`` (a complete answer)."""
         return self._finished
 
-    def __aiter__(self) -> ChatStream:
-        return self
+    def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncGenerator[dict[str, Any], None]:
+        try:
+            while True:
+                try:
+                    chunk = await self.__anext__()
+                except StopAsyncIteration:
+                    return
+                yield chunk
+        finally:
+            await self.aclose()
 
     async def __anext__(self) -> dict[str, Any]:
         if self._finished or self._closed:

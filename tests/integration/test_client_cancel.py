@@ -72,6 +72,17 @@ async def test_aclose_after_break_closes_the_gateway_stream(
     await poll_stats(gw, stream_closed, CLOSE_DEADLINE_SECONDS)
 
 
+async def test_break_alone_closes_the_gateway_stream(
+    client: BehestClient, gw: RunningGateway
+) -> None:
+    stream = await open_stream(client, gw)
+    async for _ in stream:
+        break
+    # No aclose(), no async with: leaving the loop is enough.
+    await poll_stats(gw, stream_closed, CLOSE_DEADLINE_SECONDS)
+    assert stream.closed
+
+
 async def test_leaving_async_with_closes_the_gateway_stream(
     client: BehestClient, gw: RunningGateway
 ) -> None:
