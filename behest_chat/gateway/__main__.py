@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m behest_chat.gateway", description="Local Behest-compatible gateway."
     )
     parser.add_argument("--host", help="listen address (default BEHEST_GATEWAY_HOST or 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="listen port, 0 = any free port (default BEHEST_GATEWAY_PORT or 8787)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        help="listen port, 0 = any free port (default BEHEST_GATEWAY_PORT or 8787)",
+    )
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
     args = parser.parse_args(argv)
 
@@ -47,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"behest-gateway: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # The gateway logs its own line per request; httpx's per-call lines would only repeat them.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     host = args.host or config.host

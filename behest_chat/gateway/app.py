@@ -146,7 +146,7 @@ async def mint(request: Request) -> Response:
         raise GatewayError(400, "request body must be a JSON object")
     user_id = body.get("user_id")
     if not isinstance(user_id, str) or not 1 <= len(user_id) <= _MAX_ID_LENGTH:
-        raise GatewayError(400, "user_id: required, a string of 1–255 characters")
+        raise GatewayError(400, "user_id: required, a string of 1-255 characters")
     if user_id in config.reserved_user_ids:
         raise GatewayError(400, f"user_id: {user_id!r} is reserved")
     ttl = body.get("ttl", _TTL_DEFAULT)
@@ -162,7 +162,7 @@ async def mint(request: Request) -> Response:
     if session_id is None or session_id == "":
         session_id = str(uuid.uuid4())
     elif not isinstance(session_id, str) or len(session_id) > _MAX_ID_LENGTH:
-        raise GatewayError(400, "session_id: must be a string of 1–255 characters")
+        raise GatewayError(400, "session_id: must be a string of 1-255 characters")
     now = int(time.time())
     claims: dict[str, Any] = {
         "tid": project.tenant_id,

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, Response
 
 from behest_chat.gateway.auth import Principal
 from behest_chat.gateway.errors import GatewayError
-from behest_chat.gateway.faults import CHAT_PATH, FaultPlan, StreamCut
+from behest_chat.gateway.faults import CHAT_PATH, FaultPlan, StreamCutError
 from behest_chat.gateway.offline import message_text, prompt_tokens, tokenize
 from behest_chat.gateway.runtime import Gateway, read_json, wait_for_disconnect
 from behest_chat.gateway.store import UsageRecord
@@ -178,7 +178,7 @@ def _header_id(request: Request, name: str) -> str | None:
     if value is None or value == "":
         return None
     if not _HEADER_ID.match(value):
-        raise GatewayError(400, f"{name}: must be 1–255 letters, digits or . _ : @ -")
+        raise GatewayError(400, f"{name}: must be 1-255 letters, digits or . _ : @ -")
     return value
 
 
@@ -282,7 +282,7 @@ async def _guarded(
                 if plan is not None:
                     if plan.cut_after is not None and sent >= plan.cut_after:
                         outcome = "cut"
-                        raise StreamCut(f"stream cut after {sent} frames as planned")
+                        raise StreamCutError(f"stream cut after {sent} frames as planned")
                     if plan.error_event_after is not None and sent >= plan.error_event_after:
                         outcome = "error_event"
                         yield error_frame(
@@ -301,7 +301,7 @@ async def _guarded(
     except GatewayError:
         outcome = "refused"
         raise
-    except StreamCut:
+    except StreamCutError:
         raise
     except Exception:
         outcome = "failed"

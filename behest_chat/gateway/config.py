@@ -22,9 +22,10 @@ Variables (copy into .env.example; empty means unset):
     BEHEST_GATEWAY_SIGNING_KEY=
     # `iss` of minted tokens (not checked on incoming tokens)
     BEHEST_GATEWAY_ISSUER=https://api.behest.app
-    # clock-skew leeway for exp/nbf/iat in seconds, 0–30
+    # clock-skew leeway for exp/nbf/iat in seconds, 0-30
     BEHEST_GATEWAY_LEEWAY=10
-    # tier limit overrides, e.g. {"free": {"rpm": 10, "requests_per_day": 100, "tokens_per_day": 50000}}
+    # tier limit overrides (JSON; fields rpm, requests_per_day, tokens_per_day per tier)
+    # e.g. {"free": {"rpm": 10, "requests_per_day": 100, "tokens_per_day": 50000}}
     BEHEST_GATEWAY_LIMITS=
     # offline model pacing between streamed tokens in ms (0 = as fast as possible)
     BEHEST_GATEWAY_TOKEN_DELAY_MS=20

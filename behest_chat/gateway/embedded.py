@@ -142,7 +142,9 @@ def uvicorn_config(app: Starlette) -> uvicorn.Config:
 class EmbeddedGateway:
     """A gateway served by uvicorn as a task of the current event loop."""
 
-    def __init__(self, config: GatewayConfig, *, host: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, host: str | None = None, port: int | None = None
+    ) -> None:
         """Prepare (nothing listens until :meth:`start`).
 
         Args:
@@ -170,8 +172,12 @@ class EmbeddedGateway:
         self.base_url = base_url_for(sock)
         ready = asyncio.Event()
         install_log_filter()
-        self._server = GatewayServer(uvicorn_config(self.app), handle_signals=False, on_started=ready.set)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="behest-local-gateway")
+        self._server = GatewayServer(
+            uvicorn_config(self.app), handle_signals=False, on_started=ready.set
+        )
+        self._task = asyncio.create_task(
+            self._server.serve(sockets=[sock]), name="behest-local-gateway"
+        )
         waiter = asyncio.create_task(ready.wait())
         await asyncio.wait({self._task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         if not ready.is_set():
@@ -179,7 +185,9 @@ class EmbeddedGateway:
             sock.close()
             error = self._task.exception() if self._task.done() else None
             raise GatewayStartError(str(error) if error else "local gateway stopped while starting")
-        logging.getLogger("behest_chat.gateway").info("local gateway listening on %s", self.base_url)
+        logging.getLogger("behest_chat.gateway").info(
+            "local gateway listening on %s", self.base_url
+        )
         return self.base_url
 
     async def stop(self) -> None:

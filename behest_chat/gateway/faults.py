@@ -8,7 +8,7 @@ gets 404). Tests drive real failure paths with it instead of mocks.
 ======================  ==============================================================
 field                   effect
 ======================  ==============================================================
-``status``              answer this status (400–599) with the nested envelope;
+``status``              answer this status (400-599) with the nested envelope;
                         optional ``code``, ``message``, ``details``, ``retry_after``
                         (``Retry-After`` seconds; 429 defaults to 1)
 ``stall_ms``            wait this long before the first byte (headers included);
@@ -44,7 +44,7 @@ __all__ = [
     "FAULT_PATHS",
     "FaultPlan",
     "FaultSwitch",
-    "StreamCut",
+    "StreamCutError",
     "install_log_filter",
     "is_loopback",
 ]
@@ -56,7 +56,7 @@ _STREAM_FIELDS = ("cut_after", "malformed_after", "error_event_after", "token_de
 _MAX_STALL_MS = 120_000
 
 
-class StreamCut(Exception):
+class StreamCutError(Exception):
     """Raised inside a streaming response to drop the connection mid-body."""
 
 
@@ -204,13 +204,13 @@ class FaultSwitch:
 
 class _HideStreamCuts(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], StreamCut))
+        return not (record.exc_info and isinstance(record.exc_info[1], StreamCutError))
 
 
 def install_log_filter() -> None:
     """Keep deliberate stream cuts out of the server's error log.
 
-    A cut is done by raising :class:`StreamCut` after the response has started, which makes
+    A cut is done by raising :class:`StreamCutError` after the response has started, which makes
     uvicorn close the connection and log the exception; the request log line already says
     what happened, so the traceback is noise.
     """

@@ -7,7 +7,7 @@ Directives, read from the last user message (leading whitespace ignored):
 - ``long: <N>``: the answer is exactly N tokens (1 ≤ N ≤ 1,000,000) of markdown prose,
   lists and code, produced lazily; benchmarks use it.
 - anything else: a markdown answer derived only from the prompt's words: a heading, a
-  sentence, a bulleted list and a fenced python block, 60–120 tokens. The same prompt always
+  sentence, a bulleted list and a fenced python block, 60-120 tokens. The same prompt always
   gives the same answer.
 
 Tokens: a token is a run of up to 12 word characters or one other visible character,

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from behest_chat.gateway.errors import envelope
-from behest_chat.gateway.faults import StreamCut
+from behest_chat.gateway.faults import StreamCutError
 
 __all__ = ["RequestLogMiddleware", "logger"]
 
@@ -70,7 +70,7 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, send_with_trace)
-        except StreamCut:
+        except StreamCutError:
             outcome = "cut"
             raise
         except Exception:

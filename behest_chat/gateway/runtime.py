@@ -17,7 +17,12 @@ from behest_chat.gateway.faults import FaultSwitch
 from behest_chat.gateway.keys import KeyRing
 from behest_chat.gateway.offline import OfflineModel
 from behest_chat.gateway.store import Store
-from behest_chat.gateway.tiers import LimitStore, MemoryLimitStore, QuotaExceeded, RateLimited
+from behest_chat.gateway.tiers import (
+    LimitStore,
+    MemoryLimitStore,
+    QuotaExceededError,
+    RateLimitedError,
+)
 from behest_chat.gateway.upstream import Upstream
 
 __all__ = ["Gateway", "read_json", "wait_for_disconnect"]
@@ -120,14 +125,14 @@ class Gateway:
                 project.limit_for(principal.tier),
                 time.time(),
             )
-        except QuotaExceeded as exc:
+        except QuotaExceededError as exc:
             ((name, value),) = exc.limit.items()
             raise GatewayError(
                 402,
                 f"daily limit of the {exc.tier} tier reached ({name} {value}); upgrade to continue",
                 details=exc.details,
             ) from None
-        except RateLimited as exc:
+        except RateLimitedError as exc:
             raise GatewayError(
                 429,
                 f"rate limit of the {exc.tier} tier reached ({exc.rpm} requests per minute)",

@@ -1,6 +1,6 @@
 """In-memory threads, usage records and counters; a restart forgets them all.
 
-Threads (contract §5.1–5.2) are keyed by (project, uid, thread id), so one user never sees
+Threads (contract §5.1-5.2) are keyed by (project, uid, thread id), so one user never sees
 another's. Usage is kept as one record per chat completion and summed on read, which keeps
 per-uid, per-session and per-time-bucket views consistent with each other.
 """

@@ -31,8 +31,8 @@ __all__ = [
     "TIER_NAMES",
     "LimitStore",
     "MemoryLimitStore",
-    "QuotaExceeded",
-    "RateLimited",
+    "QuotaExceededError",
+    "RateLimitedError",
     "TierLimit",
     "merge_limits",
     "parse_tier",
@@ -131,7 +131,7 @@ def merge_limits(
     return merged
 
 
-class QuotaExceeded(Exception):
+class QuotaExceededError(Exception):
     """A daily cap is used up (answered as 402 with ``details``)."""
 
     def __init__(self, tier: str, limit: Mapping[str, int], usage: Mapping[str, int]) -> None:
@@ -146,7 +146,7 @@ class QuotaExceeded(Exception):
         return {"tier": self.tier, "limit": self.limit, "usage": self.usage}
 
 
-class RateLimited(Exception):
+class RateLimitedError(Exception):
     """Too many requests in the rolling minute (answered as 429)."""
 
     def __init__(self, tier: str, rpm: int, retry_after: int) -> None:
@@ -162,7 +162,7 @@ class LimitStore(Protocol):
     async def admit(
         self, project_id: str, uid: str, tier: str, limit: TierLimit, now: float
     ) -> None:
-        """Count one chat request, or raise QuotaExceeded / RateLimited without counting."""
+        """Count one chat request, or raise QuotaExceededError/RateLimitedError (not counted)."""
         ...
 
     async def add_tokens(self, project_id: str, uid: str, tokens: int, now: float) -> None:
@@ -206,20 +206,20 @@ class MemoryLimitStore:
         """Count one chat request or raise; see the module docstring for the order."""
         counters = self._counters(project_id, uid, now)
         if counters.requests_today >= limit.requests_per_day:
-            raise QuotaExceeded(
+            raise QuotaExceededError(
                 tier,
                 {"requests_per_day": limit.requests_per_day},
                 {"requests_today": counters.requests_today},
             )
         if counters.tokens_today >= limit.tokens_per_day:
-            raise QuotaExceeded(
+            raise QuotaExceededError(
                 tier,
                 {"tokens_per_day": limit.tokens_per_day},
                 {"tokens_today": counters.tokens_today},
             )
         if len(counters.recent) >= limit.rpm:
             wait = counters.recent[0] + _WINDOW_SECONDS - now
-            raise RateLimited(tier, limit.rpm, max(1, math.ceil(wait)))
+            raise RateLimitedError(tier, limit.rpm, max(1, math.ceil(wait)))
         counters.recent.append(now)
         counters.requests_today += 1
 

@@ -42,7 +42,9 @@ def test_openai_sdk_streams_with_usage(clean: RunningGateway) -> None:
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == EXPECTED
-    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finish == ["stop"]
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
@@ -50,7 +52,9 @@ def test_openai_sdk_streams_with_usage(clean: RunningGateway) -> None:
 
 def test_openai_sdk_non_streaming_models_and_errors(clean: RunningGateway) -> None:
     client = _openai(clean, clean.mint("openai-user"))
-    completion = client.chat.completions.create(model="default", messages=[{"role": "user", "content": ECHO}])
+    completion = client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": ECHO}]
+    )
     assert completion.choices[0].message.content == EXPECTED
     assert completion.usage is not None and completion.usage.total_tokens > 0
     assert [m.id for m in client.models.list()] == ["behest-offline"]
@@ -63,7 +67,9 @@ def test_openai_sdk_non_streaming_models_and_errors(clean: RunningGateway) -> No
 
     clean.set_fault(status=429, retry_after=3)
     with pytest.raises(openai.RateLimitError) as limited:
-        client.chat.completions.create(model="default", messages=[{"role": "user", "content": "hi"}], stream=True)
+        client.chat.completions.create(
+            model="default", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
     assert limited.value.response.headers["retry-after"] == "3"
     assert limited.value.response.headers["x-trace-id"].startswith("tr_")
 
@@ -71,7 +77,9 @@ def test_openai_sdk_non_streaming_models_and_errors(clean: RunningGateway) -> No
 def test_openai_sdk_sees_an_in_band_stream_error(clean: RunningGateway) -> None:
     client = _openai(clean, clean.mint("openai-user"))
     clean.set_fault(error_event_after=2, message="model overloaded")
-    stream = client.chat.completions.create(model="default", messages=[{"role": "user", "content": ECHO}], stream=True)
+    stream = client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": ECHO}], stream=True
+    )
     with pytest.raises(openai.APIError, match="model overloaded"):
         list(stream)
 
@@ -90,10 +98,15 @@ def test_behest_sdk_mints_and_streams_in_api_key_mode(clean: RunningGateway) -> 
             messages=[{"role": "user", "content": ECHO}], stream=True, user_id="sdk-user"
         )
     )
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == EXPECTED
+    assert (
+        "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+        == EXPECTED
+    )
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
-    plain = client.chat.completions.create(messages=[{"role": "user", "content": ECHO}], user_id="sdk-user")
+    plain = client.chat.completions.create(
+        messages=[{"role": "user", "content": ECHO}], user_id="sdk-user"
+    )
     assert plain["choices"][0]["message"]["content"] == EXPECTED
     # usage.get(user_id=...) only filters; the token (here the one minted above) says whose usage.
     usage = client.usage.get(user_id="sdk-user", token=minted.token)
@@ -110,13 +123,22 @@ def test_behest_sdk_sign_mode_tokens_are_accepted(clean: RunningGateway) -> None
         base64.b64encode(clean.signing_key_pem.encode()).decode(),
     ):
         client = behest.Behest(
-            key=key, kid=clean.kid, tenant_id=clean.tenant_id, project_id=clean.project_id, base_url=clean.base_url
+            key=key,
+            kid=clean.kid,
+            tenant_id=clean.tenant_id,
+            project_id=clean.project_id,
+            base_url=clean.base_url,
         )
         assert client.mode == "sign"
         chunks = list(
-            client.chat.completions.create(messages=[{"role": "user", "content": ECHO}], stream=True, user_id="signer")
+            client.chat.completions.create(
+                messages=[{"role": "user", "content": ECHO}], stream=True, user_id="signer"
+            )
         )
-        assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == EXPECTED
+        assert (
+            "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+            == EXPECTED
+        )
 
 
 def test_behest_sdk_classifies_gateway_errors(clean: RunningGateway) -> None:
@@ -129,7 +151,13 @@ def test_behest_sdk_classifies_gateway_errors(clean: RunningGateway) -> None:
     for plan, error_class, code in cases:
         clean.set_fault(**plan)
         with pytest.raises(error_class) as caught:
-            next(iter(client.chat.completions.create(messages=[{"role": "user", "content": "hi"}], stream=True)))
+            next(
+                iter(
+                    client.chat.completions.create(
+                        messages=[{"role": "user", "content": "hi"}], stream=True
+                    )
+                )
+            )
         assert caught.value.code == code
         assert caught.value.trace_id and caught.value.trace_id.startswith("tr_")
         if plan["status"] == 429:

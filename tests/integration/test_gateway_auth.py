@@ -42,8 +42,15 @@ def _public_pem(private_pem: str) -> bytes:
 
 def _claims(gw: RunningGateway) -> dict[str, Any]:
     now = int(time.time())
-    return {"tid": gw.tenant_id, "pid": gw.project_id, "uid": "mallory", "aud": "behest",
-            "iat": now, "nbf": now, "exp": now + 600}
+    return {
+        "tid": gw.tenant_id,
+        "pid": gw.project_id,
+        "uid": "mallory",
+        "aud": "behest",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+    }
 
 
 def _alg_none(gw: RunningGateway) -> str:
@@ -72,7 +79,9 @@ FORGED: dict[str, Callable[[RunningGateway], str]] = {
     "no kid": lambda gw: gw.sign(header={"kid": None}),
     "bad signature (other key, registered kid)": lambda gw: gw.sign(key_pem=_other_private_pem()),
     "altered payload": _altered_payload,
-    "expired beyond leeway": lambda gw: gw.sign(exp=int(time.time()) - 60, iat=int(time.time()) - 700),
+    "expired beyond leeway": lambda gw: gw.sign(
+        exp=int(time.time()) - 60, iat=int(time.time()) - 700
+    ),
     "not yet valid": lambda gw: gw.sign(nbf=int(time.time()) + 300),
     "issued in the future": lambda gw: gw.sign(iat=int(time.time()) + 300, nbf=None),
     "wrong audience": lambda gw: gw.sign(aud="someone-else"),
@@ -90,7 +99,9 @@ FORGED: dict[str, Callable[[RunningGateway], str]] = {
 @pytest.mark.parametrize("name", list(FORGED))
 def test_forged_tokens_are_rejected_with_401(gateway: RunningGateway, name: str) -> None:
     token = FORGED[name](gateway)
-    response = httpx.post(gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers=bearer(token))
+    response = httpx.post(
+        gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers=bearer(token)
+    )
     assert response.status_code == 401, response.text
     error = response.json()["error"]
     assert error["code"] == "invalid_token"
@@ -104,7 +115,9 @@ def test_forged_tokens_are_rejected_with_401(gateway: RunningGateway, name: str)
     ids=["no header", "bare scheme", "basic scheme"],
 )
 def test_missing_or_empty_bearer_is_401(gateway: RunningGateway, headers: dict[str, str]) -> None:
-    response = httpx.post(gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers=headers)
+    response = httpx.post(
+        gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers=headers
+    )
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_token"
 
@@ -132,7 +145,9 @@ def test_empty_bearer_sent_verbatim_is_401(gateway: RunningGateway) -> None:
 @pytest.mark.parametrize("claim", ["tid", "pid"])
 def test_other_tenant_or_project_is_403(gateway: RunningGateway, claim: str) -> None:
     token = gateway.sign(**{claim: "someone_elses"})
-    response = httpx.post(gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers=bearer(token))
+    response = httpx.post(
+        gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers=bearer(token)
+    )
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "forbidden"
 
@@ -148,11 +163,23 @@ def test_other_tenant_or_project_is_403(gateway: RunningGateway, claim: str) -> 
         {"tier": "pro"},
         {"role": "admin"},
     ],
-    ids=["sdk shape", "legacy iss", "mint iss", "legacy claims", "just expired", "tier name", "role claim"],
+    ids=[
+        "sdk shape",
+        "legacy iss",
+        "mint iss",
+        "legacy claims",
+        "just expired",
+        "tier name",
+        "role claim",
+    ],
 )
-def test_self_signed_tokens_are_accepted(gateway: RunningGateway, overrides: dict[str, Any]) -> None:
+def test_self_signed_tokens_are_accepted(
+    gateway: RunningGateway, overrides: dict[str, Any]
+) -> None:
     response = httpx.post(
-        gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers=bearer(gateway.sign(**overrides))
+        gateway.base_url + "/v1/chat/completions",
+        json=CHAT_BODY,
+        headers=bearer(gateway.sign(**overrides)),
     )
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == "ok"
@@ -166,7 +193,9 @@ def _verify_with_jwks(gateway: RunningGateway, token: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path", ["/v1/auth/mint", "/auth/v1/auth/mint"])
-def test_mint_returns_the_union_shape_and_a_verifiable_token(gateway: RunningGateway, path: str) -> None:
+def test_mint_returns_the_union_shape_and_a_verifiable_token(
+    gateway: RunningGateway, path: str
+) -> None:
     response = httpx.post(
         gateway.base_url + path,
         json={"user_id": "alice", "role": "admin", "ttl": 900, "session_id": "conv-1", "tier": 2},
@@ -182,8 +211,26 @@ def test_mint_returns_the_union_shape_and_a_verifiable_token(gateway: RunningGat
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["x-trace-id"].startswith("tr_")
     claims = _verify_with_jwks(gateway, body["jwt"])
-    assert list(claims) == ["tid", "pid", "uid", "role", "scp", "iss", "aud", "iat", "nbf", "exp", "jti", "sid", "tier"]
-    assert (claims["tid"], claims["pid"], claims["uid"]) == (gateway.tenant_id, gateway.project_id, "alice")
+    assert list(claims) == [
+        "tid",
+        "pid",
+        "uid",
+        "role",
+        "scp",
+        "iss",
+        "aud",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+        "sid",
+        "tier",
+    ]
+    assert (claims["tid"], claims["pid"], claims["uid"]) == (
+        gateway.tenant_id,
+        gateway.project_id,
+        "alice",
+    )
     assert claims["role"] == "user"  # the body's role is ignored
     assert claims["tier"] == 2
     assert claims["sid"] == "conv-1"
@@ -193,7 +240,9 @@ def test_mint_returns_the_union_shape_and_a_verifiable_token(gateway: RunningGat
 
 def test_mint_defaults_and_tier_names(gateway: RunningGateway) -> None:
     response = httpx.post(
-        gateway.base_url + "/v1/auth/mint", json={"user_id": "bob", "tier": "max"}, headers=bearer(gateway.api_key)
+        gateway.base_url + "/v1/auth/mint",
+        json={"user_id": "bob", "tier": "max"},
+        headers=bearer(gateway.api_key),
     )
     body = response.json()
     claims = _verify_with_jwks(gateway, body["jwt"])
@@ -223,7 +272,9 @@ def test_mint_defaults_and_tier_names(gateway: RunningGateway) -> None:
     ],
 )
 def test_mint_rejects_bad_bodies_with_400(gateway: RunningGateway, body: Any, field: str) -> None:
-    response = httpx.post(gateway.base_url + "/v1/auth/mint", json=body, headers=bearer(gateway.api_key))
+    response = httpx.post(
+        gateway.base_url + "/v1/auth/mint", json=body, headers=bearer(gateway.api_key)
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "validation_error"
@@ -245,7 +296,9 @@ def test_mint_rejects_malformed_json(gateway: RunningGateway) -> None:
 )
 def test_mint_needs_a_known_api_key(gateway: RunningGateway, credential: str | None) -> None:
     headers = bearer(credential) if credential else {}
-    response = httpx.post(gateway.base_url + "/v1/auth/mint", json={"user_id": "alice"}, headers=headers)
+    response = httpx.post(
+        gateway.base_url + "/v1/auth/mint", json={"user_id": "alice"}, headers=headers
+    )
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_token"
 
@@ -253,7 +306,9 @@ def test_mint_needs_a_known_api_key(gateway: RunningGateway, credential: str | N
 def test_minted_token_works_and_a_minted_token_is_no_mint_key(gateway: RunningGateway) -> None:
     token = gateway.mint("carol")
     assert httpx.get(gateway.base_url + "/v1/models", headers=bearer(token)).status_code == 200
-    again = httpx.post(gateway.base_url + "/v1/auth/mint", json={"user_id": "carol"}, headers=bearer(token))
+    again = httpx.post(
+        gateway.base_url + "/v1/auth/mint", json={"user_id": "carol"}, headers=bearer(token)
+    )
     assert again.status_code == 401
 
 
@@ -270,12 +325,18 @@ def test_jwks_lists_gateway_and_tenant_keys_without_private_parts(gateway: Runni
     assert "max-age" in response.headers["cache-control"]
 
 
-def test_projects_are_selected_by_host_slug_and_keys_stay_in_their_project(gateway_factory: Callable[..., RunningGateway]) -> None:
+def test_projects_are_selected_by_host_slug_and_keys_stay_in_their_project(
+    gateway_factory: Callable[..., RunningGateway],
+) -> None:
     second_pem = _other_private_pem()
     gw = gateway_factory(
         extra_projects=[
-            {"tenant_id": "tnt_two", "project_id": "proj_two", "slug": "second-app",
-             "signing_keys": {"kid_two": second_pem}}
+            {
+                "tenant_id": "tnt_two",
+                "project_id": "proj_two",
+                "slug": "second-app",
+                "signing_keys": {"kid_two": second_pem},
+            }
         ]
     )
     second_host = {"Host": "second-app.behest.localhost"}
@@ -284,7 +345,9 @@ def test_projects_are_selected_by_host_slug_and_keys_stay_in_their_project(gatew
     assert ok.status_code == 200
 
     first_project_token = gw.mint("alice")
-    wrong_host = httpx.get(gw.base_url + "/v1/models", headers={**bearer(first_project_token), **second_host})
+    wrong_host = httpx.get(
+        gw.base_url + "/v1/models", headers={**bearer(first_project_token), **second_host}
+    )
     assert wrong_host.status_code == 403
 
     # The second project's key signing a token that claims the first project.
@@ -294,7 +357,9 @@ def test_projects_are_selected_by_host_slug_and_keys_stay_in_their_project(gatew
     assert response.json()["error"]["code"] == "forbidden"
 
 
-def test_log_has_one_line_per_request_and_no_secrets(gateway_factory: Callable[..., RunningGateway]) -> None:
+def test_log_has_one_line_per_request_and_no_secrets(
+    gateway_factory: Callable[..., RunningGateway],
+) -> None:
     gw = gateway_factory()
     token = gw.mint("dave")
     httpx.post(gw.base_url + "/v1/chat/completions", json=CHAT_BODY, headers=bearer(token))
@@ -304,7 +369,9 @@ def test_log_has_one_line_per_request_and_no_secrets(gateway_factory: Callable[.
     assert gw.api_key not in log
     assert token not in log and token.split(".")[2] not in log
     assert "BEGIN" not in log
-    request_lines = [line for line in log.splitlines() if "behest_chat.gateway:" in line and " trace=tr_" in line]
+    request_lines = [
+        line for line in log.splitlines() if "behest_chat.gateway:" in line and " trace=tr_" in line
+    ]
     assert len(request_lines) == 3
     assert "POST /v1/auth/mint 200" in request_lines[0] and "uid=dave" in request_lines[0]
     assert "POST /v1/chat/completions 200" in request_lines[1] and "uid=dave" in request_lines[1]

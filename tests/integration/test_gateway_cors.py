@@ -30,7 +30,9 @@ def _cors_headers(response: httpx.Response) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("origin", ["http://localhost:3000", "http://localhost:5173"])
-def test_allowed_preflight_is_204_echoing_origin_and_reflecting_headers(gateway: RunningGateway, origin: str) -> None:
+def test_allowed_preflight_is_204_echoing_origin_and_reflecting_headers(
+    gateway: RunningGateway, origin: str
+) -> None:
     response = _preflight(gateway.base_url, origin)
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == origin
@@ -45,14 +47,20 @@ def test_allowed_preflight_is_204_echoing_origin_and_reflecting_headers(gateway:
 def test_allowed_actual_request_gets_origin_and_exposed_headers(gateway: RunningGateway) -> None:
     token = gateway.mint("cors-user")
     origin = "http://localhost:5173"
-    ok = httpx.post(gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers={**bearer(token), "Origin": origin})
+    ok = httpx.post(
+        gateway.base_url + "/v1/chat/completions",
+        json=CHAT_BODY,
+        headers={**bearer(token), "Origin": origin},
+    )
     assert ok.status_code == 200
     assert ok.headers["access-control-allow-origin"] == origin
     exposed = {h.strip().lower() for h in ok.headers["access-control-expose-headers"].split(",")}
     assert {"x-trace-id", "retry-after"} <= exposed
     assert "Origin" in ok.headers["vary"]
     # Errors must be readable by the browser too, or it cannot re-mint on 401.
-    denied = httpx.post(gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers={"Origin": origin})
+    denied = httpx.post(
+        gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers={"Origin": origin}
+    )
     assert denied.status_code == 401
     assert denied.headers["access-control-allow-origin"] == origin
 
@@ -73,14 +81,20 @@ def test_disallowed_origin_gets_no_cors_headers(gateway: RunningGateway, origin:
     assert _cors_headers(preflight) == {}
     assert preflight.json()["error"]["code"] == "forbidden"
     token = gateway.mint("cors-user")
-    actual = httpx.post(gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers={**bearer(token), "Origin": origin})
+    actual = httpx.post(
+        gateway.base_url + "/v1/chat/completions",
+        json=CHAT_BODY,
+        headers={**bearer(token), "Origin": origin},
+    )
     assert actual.status_code == 200  # served, but the browser will not hand it to the page
     assert _cors_headers(actual) == {}
 
 
 def test_no_origin_means_no_cors_headers(gateway: RunningGateway) -> None:
     token = gateway.mint("cors-user")
-    response = httpx.post(gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers=bearer(token))
+    response = httpx.post(
+        gateway.base_url + "/v1/chat/completions", json=CHAT_BODY, headers=bearer(token)
+    )
     assert response.status_code == 200
     assert _cors_headers(response) == {}
     plain_options = httpx.options(gateway.base_url + "/v1/chat/completions")
@@ -92,8 +106,14 @@ def test_no_origin_means_no_cors_headers(gateway: RunningGateway) -> None:
 def test_allowlist_is_per_project(gateway_factory: Callable[..., RunningGateway]) -> None:
     gw = gateway_factory(
         project={"allowed_origins": ["https://chat.example.com"]},
-        extra_projects=[{"tenant_id": "tnt_b", "project_id": "proj_b", "slug": "bee",
-                         "allowed_origins": ["http://localhost:4000"]}],
+        extra_projects=[
+            {
+                "tenant_id": "tnt_b",
+                "project_id": "proj_b",
+                "slug": "bee",
+                "allowed_origins": ["http://localhost:4000"],
+            }
+        ],
     )
     assert _preflight(gw.base_url, "https://chat.example.com").status_code == 204
     assert _preflight(gw.base_url, "http://localhost:3000").status_code == 403
@@ -104,7 +124,9 @@ def test_allowlist_is_per_project(gateway_factory: Callable[..., RunningGateway]
     assert _preflight(gw.base_url, "https://chat.example.com", **bee).status_code == 403
 
 
-def test_allowed_origins_come_from_the_environment_by_default(gateway_factory: Callable[..., RunningGateway]) -> None:
+def test_allowed_origins_come_from_the_environment_by_default(
+    gateway_factory: Callable[..., RunningGateway],
+) -> None:
     gw = gateway_factory(
         {"BEHEST_ALLOWED_ORIGINS": "https://app.example.org, http://localhost:8080"},
         extra_projects=[{"tenant_id": "tnt_c", "project_id": "proj_c", "slug": "sea"}],

@@ -22,7 +22,9 @@ def token(gateway: RunningGateway) -> Iterator[str]:
     gateway.clear_faults()
 
 
-def _body(content: str = "echo: one two three four five six", stream: bool = True) -> dict[str, Any]:
+def _body(
+    content: str = "echo: one two three four five six", stream: bool = True
+) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": content}], "stream": stream}
 
 
@@ -35,34 +37,53 @@ def _read_events(response: httpx.Response) -> Iterator[str]:
             yield event.decode().removeprefix("data: ")
 
 
-def test_status_fault_fails_the_next_n_requests_with_the_envelope(gateway: RunningGateway, token: str) -> None:
+def test_status_fault_fails_the_next_n_requests_with_the_envelope(
+    gateway: RunningGateway, token: str
+) -> None:
     gateway.set_fault(status=500, code="server_error", message="boom", count=2)
     for _ in range(2):
-        failed = httpx.post(gateway.base_url + CHAT, json=_body(stream=False), headers=bearer(token))
+        failed = httpx.post(
+            gateway.base_url + CHAT, json=_body(stream=False), headers=bearer(token)
+        )
         assert failed.status_code == 500
         assert failed.json() == {"error": {"code": "server_error", "message": "boom"}}
         assert failed.headers["x-trace-id"].startswith("tr_")
-    assert httpx.post(gateway.base_url + CHAT, json=_body(stream=False), headers=bearer(token)).status_code == 200
+    assert (
+        httpx.post(
+            gateway.base_url + CHAT, json=_body(stream=False), headers=bearer(token)
+        ).status_code
+        == 200
+    )
 
 
-def test_status_fault_on_a_stream_is_a_plain_json_error(gateway: RunningGateway, token: str) -> None:
+def test_status_fault_on_a_stream_is_a_plain_json_error(
+    gateway: RunningGateway, token: str
+) -> None:
     gateway.set_fault(status=429, retry_after=7, details={"why": "test"})
     response = httpx.post(gateway.base_url + CHAT, json=_body(), headers=bearer(token))
     assert response.status_code == 429
     assert response.headers["retry-after"] == "7"
     assert response.headers["content-type"] == "application/json"
-    assert response.json()["error"] == {"code": "rate_limited", "message": "injected fault: HTTP 429", "details": {"why": "test"}}
+    assert response.json()["error"] == {
+        "code": "rate_limited",
+        "message": "injected fault: HTTP 429",
+        "details": {"why": "test"},
+    }
 
 
 @pytest.mark.parametrize("path", ["/v1/auth/mint", "/auth/v1/auth/mint"])
 def test_mint_faults(gateway: RunningGateway, token: str, path: str) -> None:
     gateway.set_fault(status=503, path="/v1/auth/mint")
-    response = httpx.post(gateway.base_url + path, json={"user_id": "a"}, headers=bearer(gateway.api_key))
+    response = httpx.post(
+        gateway.base_url + path, json={"user_id": "a"}, headers=bearer(gateway.api_key)
+    )
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "server_error"
     gateway.set_fault(stall_ms=300, path="/v1/auth/mint")
     started = time.monotonic()
-    slow = httpx.post(gateway.base_url + path, json={"user_id": "a"}, headers=bearer(gateway.api_key))
+    slow = httpx.post(
+        gateway.base_url + path, json={"user_id": "a"}, headers=bearer(gateway.api_key)
+    )
     assert slow.status_code == 200
     assert time.monotonic() - started >= 0.3
 
@@ -70,9 +91,16 @@ def test_mint_faults(gateway: RunningGateway, token: str, path: str) -> None:
 def test_stall_holds_back_the_first_byte(gateway: RunningGateway, token: str) -> None:
     gateway.set_fault(stall_ms=500, count=2)
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(gateway.base_url + CHAT, json=_body(), headers=bearer(token), timeout=httpx.Timeout(5, read=0.2))
+        httpx.post(
+            gateway.base_url + CHAT,
+            json=_body(),
+            headers=bearer(token),
+            timeout=httpx.Timeout(5, read=0.2),
+        )
     started = time.monotonic()
-    with httpx.stream("POST", gateway.base_url + CHAT, json=_body(), headers=bearer(token)) as response:
+    with httpx.stream(
+        "POST", gateway.base_url + CHAT, json=_body(), headers=bearer(token)
+    ) as response:
         headers_after = time.monotonic() - started
         payloads = sse_data(response.read())
     assert headers_after >= 0.5
@@ -88,7 +116,9 @@ def test_cut_after_drops_the_connection_mid_stream(gateway: RunningGateway, toke
     received: list[str] = []
     with (
         pytest.raises(httpx.RemoteProtocolError),
-        httpx.stream("POST", gateway.base_url + CHAT, json=_body(), headers=bearer(token)) as response,
+        httpx.stream(
+            "POST", gateway.base_url + CHAT, json=_body(), headers=bearer(token)
+        ) as response,
     ):
         assert response.status_code == 200
         received.extend(_read_events(response))
@@ -116,7 +146,9 @@ def test_error_event_after_k_frames_ends_without_done(gateway: RunningGateway, t
     assert response.status_code == 200
     payloads = sse_data(response.content)
     assert len(payloads) == 3
-    assert json.loads(payloads[2]) == {"error": {"code": "server_error", "message": "model overloaded"}}
+    assert json.loads(payloads[2]) == {
+        "error": {"code": "server_error", "message": "model overloaded"}
+    }
 
 
 def test_token_delay_slows_one_request(gateway: RunningGateway, token: str) -> None:
@@ -124,7 +156,13 @@ def test_token_delay_slows_one_request(gateway: RunningGateway, token: str) -> N
     started = time.monotonic()
     slow = httpx.post(gateway.base_url + CHAT, json=_body("echo: a b c d e"), headers=bearer(token))
     assert time.monotonic() - started >= 0.5
-    assert "".join(json.loads(p)["choices"][0]["delta"].get("content", "") for p in sse_data(slow.content)[:-1]) == "a b c d e"
+    assert (
+        "".join(
+            json.loads(p)["choices"][0]["delta"].get("content", "")
+            for p in sse_data(slow.content)[:-1]
+        )
+        == "a b c d e"
+    )
     started = time.monotonic()
     httpx.post(gateway.base_url + CHAT, json=_body("echo: a b c d e"), headers=bearer(token))
     assert time.monotonic() - started < 0.4
@@ -135,15 +173,24 @@ def test_streaming_faults_wait_for_a_streaming_request(gateway: RunningGateway, 
     plain = httpx.post(gateway.base_url + CHAT, json=_body(stream=False), headers=bearer(token))
     assert plain.status_code == 200
     assert len(gateway.stats()["faults_pending"]) == 1
-    streamed = sse_data(httpx.post(gateway.base_url + CHAT, json=_body(), headers=bearer(token)).content)
+    streamed = sse_data(
+        httpx.post(gateway.base_url + CHAT, json=_body(), headers=bearer(token)).content
+    )
     assert "error" in json.loads(streamed[-1])
     assert gateway.stats()["faults_pending"] == []
 
 
-def test_client_disconnect_mid_stream_is_seen_within_one_second(gateway: RunningGateway, token: str) -> None:
+def test_client_disconnect_mid_stream_is_seen_within_one_second(
+    gateway: RunningGateway, token: str
+) -> None:
     before = gateway.stats()["client_disconnects"]
     gateway.set_fault(token_delay_ms=50)
-    with httpx.Client() as client, client.stream("POST", gateway.base_url + CHAT, json=_body("long: 1000"), headers=bearer(token)) as response:
+    with (
+        httpx.Client() as client,
+        client.stream(
+            "POST", gateway.base_url + CHAT, json=_body("long: 1000"), headers=bearer(token)
+        ) as response,
+    ):
         events = _read_events(response)
         for _ in range(3):
             next(events)
@@ -158,7 +205,12 @@ def test_client_disconnect_during_a_stall_is_seen(gateway: RunningGateway, token
     before = gateway.stats()["client_disconnects"]
     gateway.set_fault(stall_ms=5000)
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(gateway.base_url + CHAT, json=_body(), headers=bearer(token), timeout=httpx.Timeout(5, read=0.1))
+        httpx.post(
+            gateway.base_url + CHAT,
+            json=_body(),
+            headers=bearer(token),
+            timeout=httpx.Timeout(5, read=0.1),
+        )
     gateway.wait_for_stats(lambda s: s["client_disconnects"] == before + 1, timeout=1.0)
 
 
@@ -181,10 +233,16 @@ def test_bad_fault_plans_are_400(gateway: RunningGateway, plan: dict[str, Any], 
     assert field in response.json()["error"]["message"]
 
 
-def test_switch_routes_do_not_exist_when_faults_are_off(gateway_factory: Callable[..., RunningGateway]) -> None:
+def test_switch_routes_do_not_exist_when_faults_are_off(
+    gateway_factory: Callable[..., RunningGateway],
+) -> None:
     gw = gateway_factory(faults=False)
-    for method, path in [("POST", "/_gateway/faults"), ("DELETE", "/_gateway/faults"),
-                         ("GET", "/_gateway/stats"), ("POST", "/_gateway/reset")]:
+    for method, path in [
+        ("POST", "/_gateway/faults"),
+        ("DELETE", "/_gateway/faults"),
+        ("GET", "/_gateway/stats"),
+        ("POST", "/_gateway/reset"),
+    ]:
         response = httpx.request(method, gw.base_url + path, json={"status": 500})
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"

@@ -27,7 +27,9 @@ def _ask(gw: RunningGateway, token: str, content: str = "echo: hi") -> httpx.Res
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    running = start_gateway(tmp_path_factory.mktemp("tiny"), {"BEHEST_GATEWAY_LIMITS": json.dumps(TINY)})
+    running = start_gateway(
+        tmp_path_factory.mktemp("tiny"), {"BEHEST_GATEWAY_LIMITS": json.dumps(TINY)}
+    )
     yield running
     running.stop()
 
@@ -91,7 +93,9 @@ def test_tier_comes_from_the_token_only(tiny: RunningGateway) -> None:
     assert _ask(tiny, token).status_code == 429
 
 
-def test_project_limits_from_the_config_file(gateway_factory: Callable[..., RunningGateway]) -> None:
+def test_project_limits_from_the_config_file(
+    gateway_factory: Callable[..., RunningGateway],
+) -> None:
     gw = gateway_factory(project={"limits": {"free": {"requests_per_day": 1}}})
     token = gw.mint("project-limited")
     assert _ask(gw, token).status_code == 200

@@ -32,7 +32,11 @@ def _child_env(**variables: str) -> dict[str, str]:
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "behest_chat.gateway", "--env-file", os.devnull, *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=20,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
 
 
@@ -49,12 +53,31 @@ def busy_port() -> Iterator[int]:
     [
         ({"BEHEST_KEY": "behest_sk_live_sh0rt!s3cr3t"}, "BEHEST_KEY", "sh0rt!s3cr3t"),
         ({}, "BEHEST_KEY", None),
-        ({"BEHEST_KEY": "behest_pk_-----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----"}, "BEHEST_KEY", "QUJD"),
+        (
+            {
+                "BEHEST_KEY": "behest_pk_-----BEGIN PRIVATE KEY-----\nQUJD\n"
+                "-----END PRIVATE KEY-----"
+            },
+            "BEHEST_KEY",
+            "QUJD",
+        ),
         ({"BEHEST_KEY": VALID_KEY, "BEHEST_GATEWAY_LEEWAY": "45"}, "BEHEST_GATEWAY_LEEWAY", None),
-        ({"BEHEST_KEY": VALID_KEY, "BEHEST_GATEWAY_LIMITS": '{"free": {"rpm": 0}}'}, "BEHEST_GATEWAY_LIMITS", None),
+        (
+            {"BEHEST_KEY": VALID_KEY, "BEHEST_GATEWAY_LIMITS": '{"free": {"rpm": 0}}'},
+            "BEHEST_GATEWAY_LIMITS",
+            None,
+        ),
         ({"BEHEST_KEY": VALID_KEY, "BEHEST_ALLOWED_ORIGINS": "*"}, "BEHEST_ALLOWED_ORIGINS", None),
-        ({"BEHEST_KEY": VALID_KEY, "BEHEST_GATEWAY_UPSTREAM_URL": "http://127.0.0.1:11434/v1"}, "BEHEST_GATEWAY_UPSTREAM_MODEL", None),
-        ({"BEHEST_KEY": VALID_KEY, "BEHEST_GATEWAY_CONFIG": "/nonexistent/gateway.json"}, "BEHEST_GATEWAY_CONFIG", None),
+        (
+            {"BEHEST_KEY": VALID_KEY, "BEHEST_GATEWAY_UPSTREAM_URL": "http://127.0.0.1:11434/v1"},
+            "BEHEST_GATEWAY_UPSTREAM_MODEL",
+            None,
+        ),
+        (
+            {"BEHEST_KEY": VALID_KEY, "BEHEST_GATEWAY_CONFIG": "/nonexistent/gateway.json"},
+            "BEHEST_GATEWAY_CONFIG",
+            None,
+        ),
     ],
 )
 def test_bad_settings_exit_2_with_one_line_naming_the_variable(
@@ -86,16 +109,30 @@ def test_reads_dotenv_and_the_environment_wins(tmp_path: Path) -> None:
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "behest_chat.gateway", "--port", "0", "--env-file", str(dotenv)],
-        cwd=ROOT, env=_child_env(BEHEST_KEY=env_key), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=ROOT,
+        env=_child_env(BEHEST_KEY=env_key),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         base_url = _wait_until_ready(process, tmp_path / "missing.log")
-        mint = httpx.post(base_url + "/v1/auth/mint", json={"user_id": "u"}, headers=bearer(env_key))
+        mint = httpx.post(
+            base_url + "/v1/auth/mint", json={"user_id": "u"}, headers=bearer(env_key)
+        )
         assert mint.status_code == 200
-        assert httpx.post(base_url + "/v1/auth/mint", json={"user_id": "u"}, headers=bearer(dotenv_key)).status_code == 401
+        assert (
+            httpx.post(
+                base_url + "/v1/auth/mint", json={"user_id": "u"}, headers=bearer(dotenv_key)
+            ).status_code
+            == 401
+        )
         preflight = httpx.options(
             base_url + "/v1/chat/completions",
-            headers={"Origin": "http://from-dotenv.example:8080", "Access-Control-Request-Method": "POST"},
+            headers={
+                "Origin": "http://from-dotenv.example:8080",
+                "Access-Control-Request-Method": "POST",
+            },
         )
         assert preflight.status_code == 204
     finally:
@@ -105,9 +142,13 @@ def test_reads_dotenv_and_the_environment_wins(tmp_path: Path) -> None:
 
 async def test_embedded_gateway_serves_in_this_loop_and_stops_cleanly() -> None:
     key = _api_key()
-    config = GatewayConfig.from_env({"BEHEST_KEY": key, "BEHEST_GATEWAY_PORT": "0", "BEHEST_GATEWAY_TOKEN_DELAY_MS": "0"})
+    config = GatewayConfig.from_env(
+        {"BEHEST_KEY": key, "BEHEST_GATEWAY_PORT": "0", "BEHEST_GATEWAY_TOKEN_DELAY_MS": "0"}
+    )
     async with serve(config) as gateway, httpx.AsyncClient(base_url=gateway.base_url) as client:
-        minted = await client.post("/v1/auth/mint", json={"user_id": "embedded"}, headers=bearer(key))
+        minted = await client.post(
+            "/v1/auth/mint", json={"user_id": "embedded"}, headers=bearer(key)
+        )
         token = minted.json()["jwt"]
         response = await client.post(
             "/v1/chat/completions",

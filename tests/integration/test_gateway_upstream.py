@@ -14,7 +14,9 @@ CHAT = "/v1/chat/completions"
 
 
 @pytest.fixture(scope="module")
-def relay(gateway: RunningGateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+def relay(
+    gateway: RunningGateway, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningGateway]:
     """A gateway whose model is the shared gateway (offline model behind it)."""
     upstream_key = gateway.mint("relay-service", ttl=86_400, tier="max")
     running = start_gateway(
@@ -46,7 +48,11 @@ def _body(content: str, *, stream: bool = True, usage: bool = False) -> dict[str
 def test_stream_is_relayed_chunk_by_chunk(gateway: RunningGateway, relay: RunningGateway) -> None:
     before = gateway.stats()["chat_requests"]
     token = relay.mint("end-user")
-    response = httpx.post(relay.base_url + CHAT, json=_body("echo: relayed *markdown*", usage=True), headers=bearer(token))
+    response = httpx.post(
+        relay.base_url + CHAT,
+        json=_body("echo: relayed *markdown*", usage=True),
+        headers=bearer(token),
+    )
     assert response.status_code == 200
     assert b"\r" not in response.content
     payloads = sse_data(response.content)
@@ -66,15 +72,21 @@ def test_stream_is_relayed_chunk_by_chunk(gateway: RunningGateway, relay: Runnin
 
 def test_non_streaming_is_relayed(relay: RunningGateway) -> None:
     token = relay.mint("end-user")
-    response = httpx.post(relay.base_url + CHAT, json=_body("echo: whole answer", stream=False), headers=bearer(token))
+    response = httpx.post(
+        relay.base_url + CHAT, json=_body("echo: whole answer", stream=False), headers=bearer(token)
+    )
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "whole answer"
 
 
-def test_usage_chunk_is_added_when_the_upstream_sends_none(relay: RunningGateway, gateway: RunningGateway) -> None:
+def test_usage_chunk_is_added_when_the_upstream_sends_none(
+    relay: RunningGateway, gateway: RunningGateway
+) -> None:
     gateway.set_fault(error_event_after=99)  # streaming-only plan with no effect on a short answer
     token = relay.mint("end-user")
-    response = httpx.post(relay.base_url + CHAT, json=_body("echo: short", usage=True), headers=bearer(token))
+    response = httpx.post(
+        relay.base_url + CHAT, json=_body("echo: short", usage=True), headers=bearer(token)
+    )
     chunks = [json.loads(p) for p in sse_data(response.content)[:-1]]
     assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"]["completion_tokens"] == 1
@@ -82,8 +94,11 @@ def test_usage_chunk_is_added_when_the_upstream_sends_none(relay: RunningGateway
 
 @pytest.mark.parametrize(
     ("fault", "status", "code"),
-    [({"status": 500}, 502, "server_error"), ({"status": 400, "message": "bad things"}, 400, "validation_error"),
-     ({"status": 401}, 502, "server_error")],
+    [
+        ({"status": 500}, 502, "server_error"),
+        ({"status": 400, "message": "bad things"}, 400, "validation_error"),
+        ({"status": 401}, 502, "server_error"),
+    ],
 )
 def test_upstream_errors_before_streaming_map_to_the_envelope(
     relay: RunningGateway, gateway: RunningGateway, fault: dict[str, object], status: int, code: str
@@ -96,16 +111,24 @@ def test_upstream_errors_before_streaming_map_to_the_envelope(
     assert "eyJ" not in response.text  # the upstream key never leaks into errors
 
 
-def test_upstream_rate_limit_passes_retry_after(relay: RunningGateway, gateway: RunningGateway) -> None:
+def test_upstream_rate_limit_passes_retry_after(
+    relay: RunningGateway, gateway: RunningGateway
+) -> None:
     gateway.set_fault(status=429, retry_after=4)
-    response = httpx.post(relay.base_url + CHAT, json=_body("echo: x", stream=False), headers=bearer(relay.mint("u")))
+    response = httpx.post(
+        relay.base_url + CHAT, json=_body("echo: x", stream=False), headers=bearer(relay.mint("u"))
+    )
     assert response.status_code == 429
     assert response.headers["retry-after"] == "4"
 
 
-def test_upstream_stream_breaking_becomes_an_in_band_error(relay: RunningGateway, gateway: RunningGateway) -> None:
+def test_upstream_stream_breaking_becomes_an_in_band_error(
+    relay: RunningGateway, gateway: RunningGateway
+) -> None:
     gateway.set_fault(cut_after=2)
-    response = httpx.post(relay.base_url + CHAT, json=_body("echo: a b c d e f"), headers=bearer(relay.mint("u")))
+    response = httpx.post(
+        relay.base_url + CHAT, json=_body("echo: a b c d e f"), headers=bearer(relay.mint("u"))
+    )
     payloads = sse_data(response.content)
     assert len(payloads) == 3
     assert json.loads(payloads[-1])["error"]["code"] == "server_error"
@@ -113,19 +136,29 @@ def test_upstream_stream_breaking_becomes_an_in_band_error(relay: RunningGateway
 
 def test_unreachable_upstream_is_502(gateway_factory: Callable[..., RunningGateway]) -> None:
     gw = gateway_factory(
-        {"BEHEST_GATEWAY_UPSTREAM_URL": "http://127.0.0.1:9/v1", "BEHEST_GATEWAY_UPSTREAM_MODEL": "m"}
+        {
+            "BEHEST_GATEWAY_UPSTREAM_URL": "http://127.0.0.1:9/v1",
+            "BEHEST_GATEWAY_UPSTREAM_MODEL": "m",
+        }
     )
     response = httpx.post(gw.base_url + CHAT, json=_body("hi"), headers=bearer(gw.mint()))
     assert response.status_code == 502
     assert "unreachable" in response.json()["error"]["message"]
 
 
-def test_client_disconnect_cancels_the_upstream_request(relay: RunningGateway, gateway: RunningGateway) -> None:
+def test_client_disconnect_cancels_the_upstream_request(
+    relay: RunningGateway, gateway: RunningGateway
+) -> None:
     before = gateway.stats()["client_disconnects"]
     relay_before = relay.stats()["client_disconnects"]
     gateway.set_fault(token_delay_ms=50)
     token = relay.mint("end-user")
-    with httpx.Client() as client, client.stream("POST", relay.base_url + CHAT, json=_body("long: 1000"), headers=bearer(token)) as response:
+    with (
+        httpx.Client() as client,
+        client.stream(
+            "POST", relay.base_url + CHAT, json=_body("long: 1000"), headers=bearer(token)
+        ) as response,
+    ):
         buffer = b""
         for piece in response.iter_raw():
             buffer += piece

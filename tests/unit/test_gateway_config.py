@@ -27,9 +27,11 @@ def private_pem() -> str:
 
 def _public_pem(private_pem: str) -> str:
     key = serialization.load_pem_private_key(private_pem.encode(), None)
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def test_api_key_alone_gives_the_local_default_project() -> None:
@@ -39,7 +41,12 @@ def test_api_key_alone_gives_the_local_default_project() -> None:
     assert project.api_keys == (API_KEY,)
     assert project.allowed_origins == ("http://localhost:3000", "http://localhost:5173")
     assert project.limit_for("free") == DEFAULT_LIMITS["free"] == TierLimit(10, 100, 50_000)
-    assert (config.host, config.port, config.leeway_seconds, config.token_delay_ms) == ("127.0.0.1", 8787, 10, 20.0)
+    assert (config.host, config.port, config.leeway_seconds, config.token_delay_ms) == (
+        "127.0.0.1",
+        8787,
+        10,
+        20.0,
+    )
     assert (config.audience, config.issuer) == ("behest", "https://api.behest.app")
     assert config.upstream is None and not config.faults_enabled
     assert config.reserved_user_ids == {"admin", "dashboard-service", "system"}
@@ -63,10 +70,18 @@ def test_secrets_never_appear_in_repr(private_pem: str) -> None:
 @pytest.mark.parametrize("form", ["prefixed raw PEM", "prefixed base64", "bare base64"])
 def test_signing_key_forms_register_the_public_half(private_pem: str, form: str) -> None:
     encoded = base64.b64encode(private_pem.encode()).decode()
-    key = {"prefixed raw PEM": "behest_pk_" + private_pem, "prefixed base64": "behest_pk_" + encoded,
-           "bare base64": encoded}[form]
+    key = {
+        "prefixed raw PEM": "behest_pk_" + private_pem,
+        "prefixed base64": "behest_pk_" + encoded,
+        "bare base64": encoded,
+    }[form]
     config = GatewayConfig.from_env(
-        {"BEHEST_KEY": key, "BEHEST_KID": "kid_1", "BEHEST_TENANT_ID": "tnt_a", "BEHEST_PROJECT_ID": "proj_a"}
+        {
+            "BEHEST_KEY": key,
+            "BEHEST_KID": "kid_1",
+            "BEHEST_TENANT_ID": "tnt_a",
+            "BEHEST_PROJECT_ID": "proj_a",
+        }
     )
     project = config.default_project
     assert (project.tenant_id, project.project_id) == ("tnt_a", "proj_a")
@@ -78,7 +93,7 @@ def test_signing_key_forms_register_the_public_half(private_pem: str, form: str)
 
 
 def test_signing_key_needs_a_kid(private_pem: str) -> None:
-    with pytest.raises(ValueError, match="^BEHEST_KID: ") as caught:
+    with pytest.raises(ValueError, match=r"^BEHEST_KID: ") as caught:
         GatewayConfig.from_env({"BEHEST_KEY": "behest_pk_" + private_pem})
     assert "PRIVATE" not in str(caught.value)
 
@@ -92,15 +107,36 @@ def test_signing_key_needs_a_kid(private_pem: str) -> None:
         ({"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_LEEWAY": "31"}, "BEHEST_GATEWAY_LEEWAY"),
         ({"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_LEEWAY": "ten"}, "BEHEST_GATEWAY_LEEWAY"),
         ({"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_PORT": "70000"}, "BEHEST_GATEWAY_PORT"),
-        ({"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_TOKEN_DELAY_MS": "-1"}, "BEHEST_GATEWAY_TOKEN_DELAY_MS"),
+        (
+            {"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_TOKEN_DELAY_MS": "-1"},
+            "BEHEST_GATEWAY_TOKEN_DELAY_MS",
+        ),
         ({"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_FAULTS": "maybe"}, "BEHEST_GATEWAY_FAULTS"),
         ({"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_LIMITS": "{"}, "BEHEST_GATEWAY_LIMITS"),
-        ({"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_LIMITS": '{"gold": {"rpm": 1}}'}, "BEHEST_GATEWAY_LIMITS"),
-        ({"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_LIMITS": '{"free": {"rph": 1}}'}, "BEHEST_GATEWAY_LIMITS"),
-        ({"BEHEST_KEY": API_KEY, "BEHEST_ALLOWED_ORIGINS": "http://localhost:3000/"}, "BEHEST_ALLOWED_ORIGINS"),
-        ({"BEHEST_KEY": API_KEY, "BEHEST_ALLOWED_ORIGINS": "localhost:3000"}, "BEHEST_ALLOWED_ORIGINS"),
-        ({"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_UPSTREAM_URL": "ftp://x"}, "BEHEST_GATEWAY_UPSTREAM_URL"),
-        ({"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_SIGNING_KEY": API_KEY}, "BEHEST_GATEWAY_SIGNING_KEY"),
+        (
+            {"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_LIMITS": '{"gold": {"rpm": 1}}'},
+            "BEHEST_GATEWAY_LIMITS",
+        ),
+        (
+            {"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_LIMITS": '{"free": {"rph": 1}}'},
+            "BEHEST_GATEWAY_LIMITS",
+        ),
+        (
+            {"BEHEST_KEY": API_KEY, "BEHEST_ALLOWED_ORIGINS": "http://localhost:3000/"},
+            "BEHEST_ALLOWED_ORIGINS",
+        ),
+        (
+            {"BEHEST_KEY": API_KEY, "BEHEST_ALLOWED_ORIGINS": "localhost:3000"},
+            "BEHEST_ALLOWED_ORIGINS",
+        ),
+        (
+            {"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_UPSTREAM_URL": "ftp://x"},
+            "BEHEST_GATEWAY_UPSTREAM_URL",
+        ),
+        (
+            {"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_SIGNING_KEY": API_KEY},
+            "BEHEST_GATEWAY_SIGNING_KEY",
+        ),
     ],
 )
 def test_bad_values_raise_one_line_naming_the_variable(environ: dict[str, str], named: str) -> None:
@@ -119,20 +155,40 @@ def test_empty_values_count_as_unset() -> None:
     assert config.upstream is None and config.leeway_seconds == 10
 
 
-def test_config_file_adds_projects_and_merges_the_env_project(tmp_path: Path, private_pem: str) -> None:
+def test_config_file_adds_projects_and_merges_the_env_project(
+    tmp_path: Path, private_pem: str
+) -> None:
     second_key = "behest_sk_live_" + secrets.token_hex(16)
     path = tmp_path / "gateway.json"
-    path.write_text(json.dumps({
-        "reserved_user_ids": ["root"],
-        "projects": [
-            {"tenant_id": "tnt_local", "project_id": "proj_local", "slug": "Amber-Fox",
-             "signing_keys": {"kid_pub": _public_pem(private_pem)}, "limits": {"pro": {"rpm": 7}}},
-            {"tenant_id": "tnt_b", "project_id": "proj_b", "api_keys": [second_key],
-             "signing_keys": {"kid_b": "behest_pk_" + private_pem}, "allowed_origins": ["https://b.example"]},
-        ],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "reserved_user_ids": ["root"],
+                "projects": [
+                    {
+                        "tenant_id": "tnt_local",
+                        "project_id": "proj_local",
+                        "slug": "Amber-Fox",
+                        "signing_keys": {"kid_pub": _public_pem(private_pem)},
+                        "limits": {"pro": {"rpm": 7}},
+                    },
+                    {
+                        "tenant_id": "tnt_b",
+                        "project_id": "proj_b",
+                        "api_keys": [second_key],
+                        "signing_keys": {"kid_b": "behest_pk_" + private_pem},
+                        "allowed_origins": ["https://b.example"],
+                    },
+                ],
+            }
+        )
+    )
     config = GatewayConfig.from_env(
-        {"BEHEST_KEY": API_KEY, "BEHEST_GATEWAY_CONFIG": str(path), "BEHEST_GATEWAY_LIMITS": '{"free": {"rpm": 3}}'}
+        {
+            "BEHEST_KEY": API_KEY,
+            "BEHEST_GATEWAY_CONFIG": str(path),
+            "BEHEST_GATEWAY_LIMITS": '{"free": {"rpm": 3}}',
+        }
     )
     first, second = config.projects
     assert first.api_keys == (API_KEY,) and set(first.signing_keys) == {"kid_pub"}
@@ -151,11 +207,20 @@ def test_config_file_adds_projects_and_merges_the_env_project(tmp_path: Path, pr
         ('{"projects": {}}', "projects must be a list"),
         ('{"projects": [{"project_id": "p"}]}', "projects[0].tenant_id"),
         ('{"projects": [{"tenant_id": "t", "project_id": "p", "colour": 1}]}', "colour"),
-        ('{"projects": [{"tenant_id": "t", "project_id": "p", "api_keys": ["nope"]}]}', "projects[0].api_keys[0]"),
-        ('{"projects": [{"tenant_id": "t", "project_id": "p", "signing_keys": {"k": "nope"}}]}', "signing_keys['k']"),
+        (
+            '{"projects": [{"tenant_id": "t", "project_id": "p", "api_keys": ["nope"]}]}',
+            "projects[0].api_keys[0]",
+        ),
+        (
+            '{"projects": [{"tenant_id": "t", "project_id": "p", "signing_keys": {"k": "nope"}}]}',
+            "signing_keys['k']",
+        ),
         ('{"projects": [{"tenant_id": "t", "project_id": "p", "slug": "a.b"}]}', "slug"),
-        ('{"projects": [{"tenant_id": "t", "project_id": "p", "slug": "x"},'
-         ' {"tenant_id": "t2", "project_id": "p2", "slug": "x"}]}', "slug 'x'"),
+        (
+            '{"projects": [{"tenant_id": "t", "project_id": "p", "slug": "x"},'
+            ' {"tenant_id": "t2", "project_id": "p2", "slug": "x"}]}',
+            "slug 'x'",
+        ),
     ],
 )
 def test_config_file_errors_name_the_entry(tmp_path: Path, content: str, fragment: str) -> None:
@@ -170,9 +235,16 @@ def test_config_file_errors_name_the_entry(tmp_path: Path, content: str, fragmen
 def test_duplicate_kid_across_projects_is_refused(tmp_path: Path, private_pem: str) -> None:
     path = tmp_path / "gateway.json"
     entry = {"signing_keys": {"kid_same": _public_pem(private_pem)}}
-    path.write_text(json.dumps({"projects": [
-        {"tenant_id": "t1", "project_id": "p1", **entry}, {"tenant_id": "t2", "project_id": "p2", **entry},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "projects": [
+                    {"tenant_id": "t1", "project_id": "p1", **entry},
+                    {"tenant_id": "t2", "project_id": "p2", **entry},
+                ]
+            }
+        )
+    )
     with pytest.raises(ValueError, match="kid 'kid_same'"):
         GatewayConfig.from_env({"BEHEST_GATEWAY_CONFIG": str(path)})
 

@@ -20,8 +20,16 @@ def _answer(content: object) -> str:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "hello", "  leading and trailing  ", "tabs\tand\nnew\r\nlines\n\n", "x" * 40,
-     "ünïcödé — dashes… 漢字", "<script>alert(1)</script>", "```py\nprint('x')\n```"],
+    [
+        "",
+        "hello",
+        "  leading and trailing  ",
+        "tabs\tand\nnew\r\nlines\n\n",
+        "x" * 40,
+        "ünïcödé — dashes… 漢字",
+        "<script>alert(1)</script>",
+        "```py\nprint('x')\n```",
+    ],
 )
 def test_tokens_join_back_to_the_text(text: str) -> None:
     tokens = tokenize(text)
@@ -53,8 +61,14 @@ def test_long_out_of_range_is_an_ordinary_prompt() -> None:
 
 @pytest.mark.parametrize(
     "prompt",
-    ["How do I stream tokens in Python?", "hi", "", "Explain supercalifragilisticexpialidocious internationalization",
-     "9 lives of cats", "What is CORS and why does my browser block requests to other origins?"],
+    [
+        "How do I stream tokens in Python?",
+        "hi",
+        "",
+        "Explain supercalifragilisticexpialidocious internationalization",
+        "9 lives of cats",
+        "What is CORS and why does my browser block requests to other origins?",
+    ],
 )
 def test_ordinary_prompts_give_deterministic_markdown_of_60_to_120_tokens(prompt: str) -> None:
     first, second = _answer(prompt), _answer(prompt)
@@ -75,7 +89,13 @@ def test_the_last_user_message_drives_the_answer() -> None:
     messages = [
         {"role": "user", "content": "echo: old"},
         {"role": "assistant", "content": "old"},
-        {"role": "user", "content": [{"type": "text", "text": "echo: new"}, {"type": "image_url", "image_url": {}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "echo: new"},
+                {"type": "image_url", "image_url": {}},
+            ],
+        },
         {"role": "system", "content": "be nice"},
     ]
     assert "".join(OfflineModel().answer(messages)) == "new"

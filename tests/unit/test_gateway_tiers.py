@@ -9,8 +9,8 @@ import pytest
 from behest_chat.gateway.tiers import (
     DEFAULT_LIMITS,
     MemoryLimitStore,
-    QuotaExceeded,
-    RateLimited,
+    QuotaExceededError,
+    RateLimitedError,
     TierLimit,
     merge_limits,
     parse_tier,
@@ -21,7 +21,15 @@ NOON = datetime(2026, 5, 1, 12, 0, tzinfo=UTC).timestamp()
 
 @pytest.mark.parametrize(
     ("value", "name"),
-    [(None, "free"), (1, "free"), (2, "pro"), (3, "max"), ("pro", "pro"), ("MAX", "max"), ("2", "pro")],
+    [
+        (None, "free"),
+        (1, "free"),
+        (2, "pro"),
+        (3, "max"),
+        ("pro", "pro"),
+        ("MAX", "max"),
+        ("2", "pro"),
+    ],
 )
 def test_parse_tier_accepts_ids_and_names(value: object, name: str) -> None:
     assert parse_tier(value) == name
@@ -41,10 +49,18 @@ def test_merge_limits_changes_only_named_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides", [[], {"gold": {}}, {"free": 3}, {"free": {"burst": 1}}, {"free": {"rpm": 0}}, {"free": {"rpm": True}}]
+    "overrides",
+    [
+        [],
+        {"gold": {}},
+        {"free": 3},
+        {"free": {"burst": 1}},
+        {"free": {"rpm": 0}},
+        {"free": {"rpm": True}},
+    ],
 )
 def test_merge_limits_errors_name_the_source(overrides: object) -> None:
-    with pytest.raises(ValueError, match="^SOURCE: "):
+    with pytest.raises(ValueError, match=r"^SOURCE: "):
         merge_limits(DEFAULT_LIMITS, overrides, source="SOURCE")
 
 
@@ -52,13 +68,13 @@ async def test_rpm_is_a_rolling_minute_with_a_useful_retry_after() -> None:
     store, limit = MemoryLimitStore(), TierLimit(rpm=2, requests_per_day=100, tokens_per_day=1000)
     await store.admit("p", "u", "free", limit, NOON)
     await store.admit("p", "u", "free", limit, NOON + 20)
-    with pytest.raises(RateLimited) as caught:
+    with pytest.raises(RateLimitedError) as caught:
         await store.admit("p", "u", "free", limit, NOON + 30)
     assert caught.value.retry_after == 30
     await store.admit("p", "other", "free", limit, NOON + 30)  # per uid
     await store.admit("q", "u", "free", limit, NOON + 30)  # per project
     await store.admit("p", "u", "free", limit, NOON + 60.5)  # the first request left the window
-    with pytest.raises(RateLimited) as again:
+    with pytest.raises(RateLimitedError) as again:
         await store.admit("p", "u", "free", limit, NOON + 79.9)
     assert again.value.retry_after == 1
 
@@ -66,9 +82,13 @@ async def test_rpm_is_a_rolling_minute_with_a_useful_retry_after() -> None:
 async def test_daily_caps_come_before_rpm_and_reset_at_utc_midnight() -> None:
     store, limit = MemoryLimitStore(), TierLimit(rpm=1, requests_per_day=1, tokens_per_day=1000)
     await store.admit("p", "u", "pro", limit, NOON)
-    with pytest.raises(QuotaExceeded) as caught:
+    with pytest.raises(QuotaExceededError) as caught:
         await store.admit("p", "u", "pro", limit, NOON + 1)
-    assert caught.value.details == {"tier": "pro", "limit": {"requests_per_day": 1}, "usage": {"requests_today": 1}}
+    assert caught.value.details == {
+        "tier": "pro",
+        "limit": {"requests_per_day": 1},
+        "usage": {"requests_today": 1},
+    }
     await store.admit("p", "u", "pro", limit, NOON + 12 * 3600)  # next UTC day
 
 
@@ -78,7 +98,7 @@ async def test_token_cap_counts_finished_tokens() -> None:
     await store.add_tokens("p", "u", 49, NOON)
     await store.admit("p", "u", "free", limit, NOON + 1)
     await store.add_tokens("p", "u", 5, NOON + 1)
-    with pytest.raises(QuotaExceeded) as caught:
+    with pytest.raises(QuotaExceededError) as caught:
         await store.admit("p", "u", "free", limit, NOON + 2)
     assert caught.value.details["usage"] == {"tokens_today": 54}
     await store.reset()

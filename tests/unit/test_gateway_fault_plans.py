@@ -14,9 +14,17 @@ def test_plan_defaults_and_error() -> None:
     assert (plan.path, plan.count, plan.streaming_only) == (CHAT, 1, False)
     error = plan.to_error()
     assert (error.status, error.code, error.headers) == (429, "rate_limited", {"Retry-After": "1"})
-    custom = FaultPlan.from_json({"status": 500, "code": "upstream_down", "message": "down", "retry_after": 9})
-    assert (custom.to_error().code, custom.to_error().message, custom.to_error().headers["Retry-After"]) == (
-        "upstream_down", "down", "9",
+    custom = FaultPlan.from_json(
+        {"status": 500, "code": "upstream_down", "message": "down", "retry_after": 9}
+    )
+    assert (
+        custom.to_error().code,
+        custom.to_error().message,
+        custom.to_error().headers["Retry-After"],
+    ) == (
+        "upstream_down",
+        "down",
+        "9",
     )
 
 
@@ -64,8 +72,17 @@ def test_streaming_only_plans_wait_for_a_streaming_request() -> None:
 
 @pytest.mark.parametrize(
     ("host", "expected"),
-    [("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("::ffff:127.0.0.1", True),
-     ("192.0.2.7", False), ("::ffff:192.0.2.7", False), ("fd00::2", False), ("localhost", False), ("", False)],
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("192.0.2.7", False),
+        ("::ffff:192.0.2.7", False),
+        ("fd00::2", False),
+        ("localhost", False),
+        ("", False),
+    ],
 )
 def test_only_loopback_addresses_reach_the_switch(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
