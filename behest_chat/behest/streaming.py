@@ -142,6 +142,8 @@ class ChatStream:
         try:
             payload = json.loads(event.data)
         except ValueError:
+            if event.event == "error":
+                raise self._in_band_error(event.data) from None
             raise self._error(errors.MalformedFrameError, "stream frame is not JSON") from None
         if event.event == "error" or (isinstance(payload, dict) and "error" in payload):
             raise self._in_band_error(payload)
@@ -150,15 +152,22 @@ class ChatStream:
         return payload
 
     def _in_band_error(self, payload: object) -> errors.StreamErrorEvent:
-        body = payload.get("error", payload) if isinstance(payload, dict) else None
+        """Read ``{"error": {code, message, details}}``, ``{"error": "text", "code": …}``
+        or a bare message."""
+        code: object = None
+        details: object = None
+        body = payload.get("error", payload) if isinstance(payload, dict) else payload
         if isinstance(body, dict):
             code, message, details = body.get("code"), body.get("message"), body.get("details")
         else:
-            code, message, details = None, body, None
+            message = body
+            if isinstance(payload, dict):
+                code = payload.get("code")
+        text = " ".join(message.split())[:300] if isinstance(message, str) else ""
         return self._error(
             errors.StreamErrorEvent,
-            message if isinstance(message, str) and message else "error event in stream",
-            code=code if isinstance(code, str) else None,
+            text or "error event in stream",
+            code=code if isinstance(code, str) and code else None,
             details=details if isinstance(details, dict) else None,
         )
 
