@@ -147,7 +147,7 @@ def main() -> int:
 
     verdict = "meets" if rate >= TARGET_CHUNKS_PER_SECOND else "MISSES"
     print(
-        f"end to end over HTTP:     {rate:>12,.0f} chunks/s ({frames:,} frames; gateway on one core)"
+        f"end to end over HTTP:     {rate:>12,.0f} chunks/s ({frames:,} frames, gateway on 1 core)"
     )
     print(f"target {TARGET_CHUNKS_PER_SECOND:,} chunks/s:    {verdict}")
     p95 = statistics.quantiles(latencies, n=20)[18] if len(latencies) >= 20 else max(latencies)
