@@ -172,5 +172,6 @@ async def _client_kwargs() -> AsyncIterator[dict[str, Any]]:
     except GatewayStartError as exc:
         raise _StartupError(str(exc)) from None
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -76,9 +76,22 @@ def local_gateway(api_key: str) -> Iterator[str]:
         PYTHONUNBUFFERED="1",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "behest_chat.gateway", "--host", "127.0.0.1", "--port", "0",
-         "--env-file", os.devnull],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "behest_chat.gateway",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--env-file",
+            os.devnull,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert process.stdout is not None
@@ -101,7 +114,9 @@ async def rate(label: str, count: int, call: Callable[[], Awaitable[object]]) ->
     return per_second
 
 
-async def concurrent_rate(label: str, count: int, width: int, call: Callable[[], Awaitable[object]]) -> None:
+async def concurrent_rate(
+    label: str, count: int, width: int, call: Callable[[], Awaitable[object]]
+) -> None:
     """Run ``count`` calls, ``width`` at a time; print calls per second."""
     semaphore = asyncio.Semaphore(width)
 
@@ -118,7 +133,10 @@ async def bench_mints(base_url: str, api_key: str) -> None:
     print("Mints")
     pem = generate_signing_key_pem()
     async with BehestClient(
-        key="behest_pk_" + pem, base_url=base_url, kid="kid_bench", tenant_id="tnt_bench",
+        key="behest_pk_" + pem,
+        base_url=base_url,
+        kid="kid_bench",
+        tenant_id="tnt_bench",
         project_id="proj_bench",
     ) as signer:
         await rate("local sign (RS256, no network)", 500, lambda: signer.mint("bench-user", 1))
@@ -144,8 +162,10 @@ async def bench_cache_hit(base_url: str, api_key: str) -> float:
             client.cache.get("alice", 1)
         raw_us = (time.perf_counter() - started) / rounds * 1e6
     verdict = "ok" if hit_us < CACHE_HIT_TARGET_US else "OVER TARGET"
-    print(f"  {'await client.token_for() hit':<44} {hit_us:>10.2f} µs  "
-          f"(target < {CACHE_HIT_TARGET_US:.0f} µs: {verdict})")
+    print(
+        f"  {'await client.token_for() hit':<44} {hit_us:>10.2f} µs  "
+        f"(target < {CACHE_HIT_TARGET_US:.0f} µs: {verdict})"
+    )
     print(f"  {'TokenCache.get() alone':<44} {raw_us:>10.2f} µs")
     return hit_us
 
@@ -201,8 +221,10 @@ def summarise(label: str, runs: list[StreamRun]) -> tuple[float, float]:
 async def bench_stream(base_url: str, api_key: str, tokens: int, runs: int) -> float:
     print(f"Streaming one answer of {tokens:,} tokens ({runs} runs each, medians)")
     body = {"messages": [{"role": "user", "content": f"long: {tokens}"}], "stream": True}
-    async with BehestClient(key=api_key, base_url=base_url, timeout=TIMEOUT) as client, \
-            httpx.AsyncClient(timeout=TIMEOUT) as http:
+    async with (
+        BehestClient(key=api_key, base_url=base_url, timeout=TIMEOUT) as client,
+        httpx.AsyncClient(timeout=TIMEOUT) as http,
+    ):
         token = (await client.token_for("alice", 1)).token
         url = base_url + "/v1/chat/completions"
         await read_bare(http, url, token, body)  # warm both connection pools
@@ -216,8 +238,10 @@ async def bench_stream(base_url: str, api_key: str, tokens: int, runs: int) -> f
     bare_wall, bare_cpu = summarise("bare httpx", bare)
     overhead = client_wall / bare_wall - 1
     verdict = "ok" if overhead <= OVERHEAD_TARGET else "OVER TARGET"
-    print(f"  client wall-time overhead vs bare read: {overhead * 100:+.1f} % "
-          f"(target ≤ {OVERHEAD_TARGET * 100:.0f} %: {verdict})")
+    print(
+        f"  client wall-time overhead vs bare read: {overhead * 100:+.1f} % "
+        f"(target ≤ {OVERHEAD_TARGET * 100:.0f} %: {verdict})"
+    )
     print(f"  client CPU per chunk vs bare read:      {(client_cpu / bare_cpu - 1) * 100:+.1f} %")
     return overhead
 

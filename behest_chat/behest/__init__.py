@@ -7,7 +7,7 @@ Imports nothing else from ``behest_chat``; see ``client.py`` for the behaviour a
 from behest_chat.behest import errors
 from behest_chat.behest.cache import TokenCache
 from behest_chat.behest.client import DEFAULT_TIMEOUT, BehestClient
-from behest_chat.behest.sse import SSEDecoder, ServerSentEvent
+from behest_chat.behest.sse import ServerSentEvent, SSEDecoder
 from behest_chat.behest.streaming import ChatStream
 from behest_chat.behest.tokens import MintedToken
 

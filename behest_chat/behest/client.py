@@ -161,9 +161,9 @@ class BehestClient:
         """Mint a new token for ``user_id`` (never cached; one network call in api_key mode).
 
         Args:
-            user_id: the end user; 1–255 characters, not a reserved id.
+            user_id: the end user; 1 to 255 characters, not a reserved id.
             tier: 1/2/3 or ``"free"``/``"pro"``/``"max"``; None lets the gateway default.
-            ttl: lifetime in seconds, 60–86400 (default ``default_ttl``).
+            ttl: lifetime in seconds, 60 to 86400 (default ``default_ttl``).
             session_id: bound into the token; a UUIDv4 when None.
 
         Raises:
@@ -200,9 +200,7 @@ class BehestClient:
         """Forget ``user_id``'s cached token (only if it is ``token``, when given)."""
         return self.cache.invalidate(user_id, token)
 
-    async def _mint(
-        self, user_id: str, tier: int | None, ttl: int, session_id: str
-    ) -> MintedToken:
+    async def _mint(self, user_id: str, tier: int | None, ttl: int, session_id: str) -> MintedToken:
         if isinstance(self._key, SigningKey):
             return sign_token(
                 self._key.private_key,
@@ -419,7 +417,9 @@ class Chat:
 
 def _check_base_url(base_url: object) -> str:
     if not isinstance(base_url, str) or not base_url.strip():
-        raise errors.BehestConfigError("BEHEST_BASE_URL: missing; expected e.g. https://<slug>.behest.app")
+        raise errors.BehestConfigError(
+            "BEHEST_BASE_URL: missing; expected e.g. https://<slug>.behest.app"
+        )
     try:
         url = httpx.URL(base_url.strip())
     except httpx.InvalidURL:
@@ -445,13 +445,13 @@ def _require(variable: str, value: str | None) -> str:
 
 
 def _check_header_id(name: str, value: str | None) -> str | None:
-    """Validate an id that travels in a header: printable ASCII, 1–255 characters."""
+    """Validate an id that travels in a header: printable ASCII, 1 to 255 characters."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise errors.InvalidArgumentError(f"{name}: must be a string, got {type(value).__name__}")
     if not value or len(value) > _MAX_HEADER_ID_CHARS:
-        raise errors.InvalidArgumentError(f"{name}: must be 1–{_MAX_HEADER_ID_CHARS} characters")
+        raise errors.InvalidArgumentError(f"{name}: must be 1 to {_MAX_HEADER_ID_CHARS} characters")
     if not (value.isascii() and value.isprintable()):
         raise errors.InvalidArgumentError(f"{name}: must be printable ASCII")
     return value

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import httpx
 
 from behest_chat.behest import errors
-from behest_chat.behest.sse import DONE, SSEDecodeError, SSEDecoder, ServerSentEvent
+from behest_chat.behest.sse import DONE, ServerSentEvent, SSEDecodeError, SSEDecoder
 
 __all__ = ["ChatStream"]
 

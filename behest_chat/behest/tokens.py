@@ -91,7 +91,7 @@ class MintedToken:
 
 
 def validate_user_id(user_id: object) -> str:
-    """Check an end-user id: a string of 1–255 characters that is not reserved.
+    """Check an end-user id: a string of 1 to 255 characters that is not reserved.
 
     Raises:
         InvalidArgumentError: naming ``user_id`` and the problem.
@@ -180,9 +180,7 @@ def sign_token(
     }
     if tier is not None:
         claims["tier"] = tier
-    encoded = jwt.encode(
-        claims, private_key, algorithm="RS256", headers={"kid": kid, "typ": "JWT"}
-    )
+    encoded = jwt.encode(claims, private_key, algorithm="RS256", headers={"kid": kid, "typ": "JWT"})
     return MintedToken(
         token=encoded,
         ttl=ttl,
@@ -223,13 +221,17 @@ def token_from_mint_response(
     """
     if not isinstance(payload, dict):
         raise BehestAPIError(
-            "mint answer is not a JSON object", status=200, code="invalid_response",
+            "mint answer is not a JSON object",
+            status=200,
+            code="invalid_response",
             trace_id=trace_id,
         )
     token = payload.get("jwt") or payload.get("access_token")
     if not isinstance(token, str) or token.count(".") != 2:
         raise BehestAPIError(
-            "mint answer has no jwt/access_token", status=200, code="invalid_response",
+            "mint answer has no jwt/access_token",
+            status=200,
+            code="invalid_response",
             trace_id=trace_id,
         )
     ttl = requested_ttl

@@ -82,8 +82,13 @@ def test_words_are_joined_and_session_and_thread_are_sent(gw: RunningGateway) ->
 
 def test_quota_error_is_one_line_and_exit_1(gw: RunningGateway) -> None:
     gw.set_fault(
-        status=402, message="daily limit of the free tier reached",
-        details={"tier": "free", "limit": {"requests_per_day": 100}, "usage": {"requests_today": 100}},
+        status=402,
+        message="daily limit of the free tier reached",
+        details={
+            "tier": "free",
+            "limit": {"requests_per_day": 100},
+            "usage": {"requests_today": 100},
+        },
     )
     result = run_ask(["--user", "alice", "echo: x"], remote_env(gw))
     assert result.returncode == 1
@@ -121,7 +126,9 @@ def test_unreachable_gateway_fails_quickly(
 
 def test_bad_key_is_one_line_without_the_key(gw: RunningGateway) -> None:
     secret = "behest_sk_live_" + "z" * 8  # too short to be valid
-    result = run_ask(["--user", "alice", "x"], {"BEHEST_KEY": secret, "BEHEST_BASE_URL": gw.base_url})
+    result = run_ask(
+        ["--user", "alice", "x"], {"BEHEST_KEY": secret, "BEHEST_BASE_URL": gw.base_url}
+    )
     assert result.returncode == 2
     line = assert_one_error_line(result, "error: BEHEST_KEY: malformed API key")
     assert secret not in line

@@ -59,29 +59,47 @@ async def test_402_from_the_switch_carries_tier_limit_usage(
     client: BehestClient, gw: RunningGateway
 ) -> None:
     details = {"tier": "free", "limit": {"tokens_per_day": 50000}, "usage": {"tokens_today": 50123}}
-    gw.set_fault(status=402, code="quota_exceeded", message="Free tier cap reached", details=details)
+    gw.set_fault(
+        status=402, code="quota_exceeded", message="Free tier cap reached", details=details
+    )
     with pytest.raises(errors.QuotaExceededError) as caught:
         await stream_chunks(client)
     error = caught.value
-    assert (error.status, error.code, error.message) == (402, "quota_exceeded", "Free tier cap reached")
-    assert (error.tier, error.limit, error.usage) == ("free", {"tokens_per_day": 50000}, {"tokens_today": 50123})
+    assert (error.status, error.code, error.message) == (
+        402,
+        "quota_exceeded",
+        "Free tier cap reached",
+    )
+    assert (error.tier, error.limit, error.usage) == (
+        "free",
+        {"tokens_per_day": 50000},
+        {"tokens_today": 50123},
+    )
     assert error.trace_id
     assert error.kind == "quota_exceeded"
     assert gw.stats()["chat_requests"] == 1  # never retried
 
 
-async def test_429_from_the_switch_has_retry_after(client: BehestClient, gw: RunningGateway) -> None:
+async def test_429_from_the_switch_has_retry_after(
+    client: BehestClient, gw: RunningGateway
+) -> None:
     gw.set_fault(status=429, retry_after=7)
     with pytest.raises(errors.RateLimitError) as caught:
         await stream_chunks(client)
-    assert (caught.value.status, caught.value.code, caught.value.retry_after) == (429, "rate_limited", 7)
+    assert (caught.value.status, caught.value.code, caught.value.retry_after) == (
+        429,
+        "rate_limited",
+        7,
+    )
     assert gw.stats()["chat_requests"] == 1
 
 
 async def test_real_daily_cap_is_a_quota_error(
     gateway_factory: Callable[..., RunningGateway],
 ) -> None:
-    limited = gateway_factory({"BEHEST_GATEWAY_LIMITS": json.dumps({"free": {"requests_per_day": 2}})})
+    limited = gateway_factory(
+        {"BEHEST_GATEWAY_LIMITS": json.dumps({"free": {"requests_per_day": 2}})}
+    )
     async with make_client(limited) as client:
         await stream_chunks(client)
         await stream_chunks(client)
@@ -136,7 +154,9 @@ async def test_two_5xx_are_retried_then_the_answer_streams(
     assert gw.stats()["chat_requests"] == 3
 
 
-async def test_three_5xx_give_up_with_server_error(client: BehestClient, gw: RunningGateway) -> None:
+async def test_three_5xx_give_up_with_server_error(
+    client: BehestClient, gw: RunningGateway
+) -> None:
     gw.set_fault(status=503, message="provider down", count=3)
     with pytest.raises(errors.ServerError) as caught:
         await stream_chunks(client)
@@ -153,7 +173,9 @@ async def test_retries_can_be_switched_off(gw: RunningGateway) -> None:
     assert gw.stats()["chat_requests"] == 1
 
 
-async def test_5xx_on_non_streaming_call_is_retried(client: BehestClient, gw: RunningGateway) -> None:
+async def test_5xx_on_non_streaming_call_is_retried(
+    client: BehestClient, gw: RunningGateway
+) -> None:
     gw.set_fault(status=500, count=1)
     async with asyncio.timeout(DEADLINE_SECONDS):
         response = await client.chat.completions.create(messages=ECHO, user_id="alice", tier=1)
@@ -235,7 +257,10 @@ async def test_after_a_fault_the_next_call_works(client: BehestClient, gw: Runni
     with pytest.raises(errors.StreamCutError):
         await stream_chunks(client, LONG)
     chunks = await stream_chunks(client)
-    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "ok"
+    assert (
+        "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+        == "ok"
+    )
     assert gw.stats()["streams_open"] == 0
 
 

@@ -58,9 +58,7 @@ async def collect(stream: ChatStream) -> tuple[str, list[dict]]:
     async with stream:
         async for chunk in stream:
             chunks.append(chunk)
-    text = "".join(
-        (c["choices"][0]["delta"].get("content") or "") for c in chunks if c["choices"]
-    )
+    text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c["choices"])
     return text, chunks
 
 
@@ -119,8 +117,12 @@ async def test_sign_mode_every_key_form_is_accepted_by_the_gateway(
 
 async def test_sign_mode_with_the_wrong_kid_is_an_authentication_error(gw: RunningGateway) -> None:
     async with BehestClient(
-        key="behest_pk_" + gw.signing_key_pem, base_url=gw.base_url, kid="kid_unknown",
-        tenant_id=gw.tenant_id, project_id=gw.project_id, timeout=TIMEOUT,
+        key="behest_pk_" + gw.signing_key_pem,
+        base_url=gw.base_url,
+        kid="kid_unknown",
+        tenant_id=gw.tenant_id,
+        project_id=gw.project_id,
+        timeout=TIMEOUT,
     ) as client:
         with pytest.raises(errors.AuthenticationError) as caught:
             await client.chat.completions.create(messages=ECHO, stream=True, user_id="bob")
@@ -171,8 +173,12 @@ async def test_session_and_thread_headers_reach_the_gateway(
     api_client: BehestClient, gw: RunningGateway
 ) -> None:
     stream = await api_client.chat.completions.create(
-        messages=ECHO, stream=True, user_id="carol", tier=1,
-        session_id="conv-42", thread_id="thread-7",
+        messages=ECHO,
+        stream=True,
+        user_id="carol",
+        tier=1,
+        session_id="conv-42",
+        thread_id="thread-7",
     )
     assert stream.session_id == "conv-42"
     await collect(stream)

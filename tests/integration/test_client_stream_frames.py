@@ -18,8 +18,9 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 def chunk(text: str) -> str:
-    return json.dumps({"object": "chat.completion.chunk",
-                       "choices": [{"index": 0, "delta": {"content": text}}]})
+    return json.dumps(
+        {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]}
+    )
 
 
 class CannedServer:
@@ -46,8 +47,11 @@ class CannedServer:
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         length = next(
-            (int(line.split(b":")[1]) for line in head.split(b"\r\n")
-             if line.lower().startswith(b"content-length:")),
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
             0,
         )
         self.requests.append(head + await reader.readexactly(length))
@@ -75,8 +79,12 @@ async def server() -> AsyncIterator[CannedServer]:
 @pytest.fixture
 async def client(server: CannedServer, pem: str) -> AsyncIterator[BehestClient]:
     async with BehestClient(
-        key="behest_pk_" + pem, base_url=server.base_url,
-        kid="kid_canned", tenant_id="t", project_id="p", max_retries=0,
+        key="behest_pk_" + pem,
+        base_url=server.base_url,
+        kid="kid_canned",
+        tenant_id="t",
+        project_id="p",
+        max_retries=0,
     ) as client:
         yield client
 
@@ -126,7 +134,11 @@ async def test_request_carries_bearer_session_and_body(
 ) -> None:
     server.pieces = [b"data: [DONE]\n\n"]
     stream = await client.chat.completions.create(
-        messages=MESSAGES, stream=True, user_id="u", session_id="s-1", thread_id="t-1",
+        messages=MESSAGES,
+        stream=True,
+        user_id="u",
+        session_id="s-1",
+        thread_id="t-1",
         max_tokens=3,
     )
     async with stream:
@@ -150,20 +162,20 @@ async def test_clean_end_without_done_is_a_cut(server: CannedServer, client: Beh
 
 
 async def test_end_inside_a_frame_is_a_cut(server: CannedServer, client: BehestClient) -> None:
-    server.pieces = [f"data: {chunk('a')}\n\ndata: {{\"obj".encode()]
+    server.pieces = [f'data: {chunk("a")}\n\ndata: {{"obj'.encode()]
     with pytest.raises(errors.StreamCutError):
         await read_all(client)
 
 
 async def test_typed_error_event(server: CannedServer, client: BehestClient) -> None:
     error = {"error": {"code": "content_filter", "message": "blocked", "details": {"rule": 7}}}
-    server.pieces = [
-        f"data: {chunk('x')}\n\nevent: error\ndata: {json.dumps(error)}\n\n".encode()
-    ]
+    server.pieces = [f"data: {chunk('x')}\n\nevent: error\ndata: {json.dumps(error)}\n\n".encode()]
     with pytest.raises(errors.StreamErrorEvent) as caught:
         await read_all(client)
     assert (caught.value.code, caught.value.message, caught.value.details) == (
-        "content_filter", "blocked", {"rule": 7},
+        "content_filter",
+        "blocked",
+        {"rule": 7},
     )
 
 
@@ -195,20 +207,26 @@ async def test_frames_that_are_not_json_objects(
         await read_all(client)
 
 
-async def test_invalid_utf8_is_a_malformed_frame(server: CannedServer, client: BehestClient) -> None:
+async def test_invalid_utf8_is_a_malformed_frame(
+    server: CannedServer, client: BehestClient
+) -> None:
     server.pieces = [b'data: {"choices": "\xff"}\n\n']
     with pytest.raises(errors.MalformedFrameError, match="UTF-8"):
         await read_all(client)
 
 
-async def test_error_status_with_a_non_json_body(server: CannedServer, client: BehestClient) -> None:
+async def test_error_status_with_a_non_json_body(
+    server: CannedServer, client: BehestClient
+) -> None:
     server.status_line = "HTTP/1.1 502 Bad Gateway"
     server.headers = {"Content-Type": "text/html", "Content-Length": "14", "X-Request-Id": "r-1"}
     server.pieces = [b"<h1>oops</h1>\n"]
     with pytest.raises(errors.ServerError) as caught:
         await read_all(client)
     assert (caught.value.status, caught.value.message, caught.value.trace_id) == (
-        502, "HTTP 502", "r-1",
+        502,
+        "HTTP 502",
+        "r-1",
     )
 
 

@@ -55,7 +55,9 @@ async def chat_once(client: BehestClient, user_id: str = "alice", tier: int | st
     return "".join(parts)
 
 
-async def test_one_mint_for_twenty_sequential_chats(client: BehestClient, gw: RunningGateway) -> None:
+async def test_one_mint_for_twenty_sequential_chats(
+    client: BehestClient, gw: RunningGateway
+) -> None:
     for _ in range(20):
         assert await chat_once(client) == "ok"
     stats = gw.stats()
@@ -63,7 +65,9 @@ async def test_one_mint_for_twenty_sequential_chats(client: BehestClient, gw: Ru
     assert stats["chat_requests"] == 20
 
 
-async def test_one_mint_for_twenty_concurrent_chats(client: BehestClient, gw: RunningGateway) -> None:
+async def test_one_mint_for_twenty_concurrent_chats(
+    client: BehestClient, gw: RunningGateway
+) -> None:
     answers = await asyncio.gather(*(chat_once(client) for _ in range(20)))
     assert answers == ["ok"] * 20
     stats = gw.stats()

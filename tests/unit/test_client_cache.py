@@ -113,7 +113,9 @@ async def test_users_do_not_share_tokens(clock: FakeClock, minter: CountingMinte
     assert minter.calls == 2
 
 
-async def test_least_recently_used_user_is_evicted(clock: FakeClock, minter: CountingMinter) -> None:
+async def test_least_recently_used_user_is_evicted(
+    clock: FakeClock, minter: CountingMinter
+) -> None:
     cache = TokenCache(max_size=2, clock=clock)
     await cache.get_or_mint("a", 1, minter.for_user("a", 1))
     await cache.get_or_mint("b", 1, minter.for_user("b", 1))
@@ -209,8 +211,11 @@ async def test_invalidate_only_the_stale_token(clock: FakeClock, minter: Countin
 
 def test_clear_forgets_everything(clock: FakeClock) -> None:
     cache = TokenCache(clock=clock)
-    cache.put(MintedToken(token="a.b.c", ttl=900, session_id="s", expires_at=2_000_000,
-                          user_id="u", tier=None))
+    cache.put(
+        MintedToken(
+            token="a.b.c", ttl=900, session_id="s", expires_at=2_000_000, user_id="u", tier=None
+        )
+    )
     assert cache.get("u", None) is not None
     cache.clear()
     assert len(cache) == 0

@@ -31,8 +31,11 @@ async def test_api_key_selects_api_key_mode() -> None:
 @pytest.mark.parametrize("form", ["prefixed_raw", "prefixed_b64", "bare_b64"])
 async def test_signing_key_forms_select_sign_mode(pem: str, form: str) -> None:
     encoded = base64.b64encode(pem.encode()).decode()
-    key = {"prefixed_raw": "behest_pk_" + pem, "prefixed_b64": "behest_pk_" + encoded,
-           "bare_b64": encoded}[form]
+    key = {
+        "prefixed_raw": "behest_pk_" + pem,
+        "prefixed_b64": "behest_pk_" + encoded,
+        "bare_b64": encoded,
+    }[form]
     async with BehestClient(key=key, base_url=UNUSED_URL, **SIGN_IDS) as client:
         assert client.mode == "sign"
         assert "PRIVATE" not in repr(client)
@@ -40,8 +43,11 @@ async def test_signing_key_forms_select_sign_mode(pem: str, form: str) -> None:
 
 @pytest.mark.parametrize("missing", ["kid", "tenant_id", "project_id"])
 def test_sign_mode_requires_each_id(pem: str, missing: str) -> None:
-    variable = {"kid": "BEHEST_KID", "tenant_id": "BEHEST_TENANT_ID",
-                "project_id": "BEHEST_PROJECT_ID"}[missing]
+    variable = {
+        "kid": "BEHEST_KID",
+        "tenant_id": "BEHEST_TENANT_ID",
+        "project_id": "BEHEST_PROJECT_ID",
+    }[missing]
     ids = {**SIGN_IDS, missing: "  "}
     with pytest.raises(errors.BehestConfigError) as caught:
         BehestClient(key="behest_pk_" + pem, base_url=UNUSED_URL, **ids)
@@ -85,7 +91,11 @@ def test_bad_base_urls(base_url: object, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
-    [({"default_ttl": 30}, "ttl"), ({"cache_size": 0}, "cache_size"), ({"max_retries": -1}, "max_retries")],
+    [
+        ({"default_ttl": 30}, "ttl"),
+        ({"cache_size": 0}, "cache_size"),
+        ({"max_retries": -1}, "max_retries"),
+    ],
 )
 def test_bad_tuning_values(kwargs: dict, expected: str) -> None:
     with pytest.raises(errors.BehestConfigError, match=expected):
@@ -144,14 +154,20 @@ async def test_unreachable_gateway_is_a_connect_error() -> None:
 
 async def test_sign_mode_mints_without_network(pem: str) -> None:
     async with BehestClient(
-        key="behest_pk_" + pem, base_url=UNUSED_URL, issuer="https://iss", audience="aud",
+        key="behest_pk_" + pem,
+        base_url=UNUSED_URL,
+        issuer="https://iss",
+        audience="aud",
         **SIGN_IDS,
     ) as client:
         token = await client.mint("alice", tier="max", ttl=120, session_id="conv-1")
         claims = jwt.decode(token.token, options={"verify_signature": False})
         assert (claims["uid"], claims["tier"], claims["sid"]) == ("alice", 3, "conv-1")
         assert (claims["iss"], claims["aud"], claims["tid"], claims["pid"]) == (
-            "https://iss", "aud", "tnt_1", "proj_1",
+            "https://iss",
+            "aud",
+            "tnt_1",
+            "proj_1",
         )
         assert token.to_json()["expiresAt"] == claims["exp"]
         assert token.to_json()["ttl"] == 120

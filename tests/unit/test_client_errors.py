@@ -137,6 +137,11 @@ def test_every_class_has_a_distinct_kind_and_is_in_the_docstring() -> None:
 
 def test_default_attributes() -> None:
     error = errors.StreamCutError("ended early")
-    assert (error.status, error.trace_id, error.retry_after, error.details) == (None, None, None, {})
+    assert (error.status, error.trace_id, error.retry_after, error.details) == (
+        None,
+        None,
+        None,
+        {},
+    )
     assert error.code == "stream_cut"
     assert "ended early" in repr(error)

@@ -108,7 +108,19 @@ def test_signed_token_header_claims_and_order(signing_key: SigningKey) -> None:
     )
     raw_payload = json.loads(jwt.api_jws.base64url_decode(token.token.split(".")[1]))
     assert list(raw_payload) == [
-        "tid", "pid", "uid", "role", "scp", "iss", "aud", "iat", "nbf", "exp", "jti", "sid", "tier",
+        "tid",
+        "pid",
+        "uid",
+        "role",
+        "scp",
+        "iss",
+        "aud",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+        "sid",
+        "tier",
     ]
     assert claims["tid"] == "tnt_1"
     assert claims["pid"] == "proj_1"
@@ -127,8 +139,16 @@ def test_signed_token_header_claims_and_order(signing_key: SigningKey) -> None:
 
 def test_signed_token_without_tier_omits_the_claim(signing_key: SigningKey) -> None:
     token = sign_token(
-        signing_key.private_key, kid="k", tenant_id="t", project_id="p", user_id="bob",
-        tier=None, ttl=60, session_id="s", issuer="i", audience="a",
+        signing_key.private_key,
+        kid="k",
+        tenant_id="t",
+        project_id="p",
+        user_id="bob",
+        tier=None,
+        ttl=60,
+        session_id="s",
+        issuer="i",
+        audience="a",
     )
     claims = jwt.decode(token.token, options={"verify_signature": False})
     assert "tier" not in claims
@@ -136,17 +156,31 @@ def test_signed_token_without_tier_omits_the_claim(signing_key: SigningKey) -> N
 
 
 def test_two_signed_tokens_have_distinct_jti(signing_key: SigningKey) -> None:
-    kwargs = dict(kid="k", tenant_id="t", project_id="p", user_id="u", tier=1, ttl=60,
-                  session_id="s", issuer="i", audience="a")
+    kwargs = dict(
+        kid="k",
+        tenant_id="t",
+        project_id="p",
+        user_id="u",
+        tier=1,
+        ttl=60,
+        session_id="s",
+        issuer="i",
+        audience="a",
+    )
     first = sign_token(signing_key.private_key, **kwargs)
     second = sign_token(signing_key.private_key, **kwargs)
-    jtis = {jwt.decode(t.token, options={"verify_signature": False})["jti"] for t in (first, second)}
+    jtis = {
+        jwt.decode(t.token, options={"verify_signature": False})["jti"] for t in (first, second)
+    }
     assert len(jtis) == 2
 
 
 def test_mint_body_has_no_role_and_omits_missing_tier() -> None:
     assert mint_body("alice", 1, 900, "s") == {
-        "user_id": "alice", "ttl": 900, "session_id": "s", "tier": 1,
+        "user_id": "alice",
+        "ttl": 900,
+        "session_id": "s",
+        "tier": 1,
     }
     assert "tier" not in mint_body("alice", None, 900, "s")
 
@@ -154,10 +188,17 @@ def test_mint_body_has_no_role_and_omits_missing_tier() -> None:
 def test_mint_answer_in_authmodes_shape() -> None:
     token = token_from_mint_response(
         {"jwt": FAKE_JWT, "ttl": 600, "session_id": "server-sid", "project_id": "p"},
-        user_id="alice", tier=1, requested_ttl=900, session_id="mine", sent_at=1000.7,
+        user_id="alice",
+        tier=1,
+        requested_ttl=900,
+        session_id="mine",
+        sent_at=1000.7,
     )
     assert (token.token, token.ttl, token.session_id, token.expires_at) == (
-        FAKE_JWT, 600, "server-sid", 1600,
+        FAKE_JWT,
+        600,
+        "server-sid",
+        1600,
     )
     assert (token.user_id, token.tier) == ("alice", 1)
 
@@ -165,17 +206,28 @@ def test_mint_answer_in_authmodes_shape() -> None:
 def test_mint_answer_in_apiref_shape() -> None:
     token = token_from_mint_response(
         {"access_token": FAKE_JWT, "token_type": "Bearer", "expires_in": 300},
-        user_id="alice", tier=None, requested_ttl=900, session_id="mine", sent_at=1000,
+        user_id="alice",
+        tier=None,
+        requested_ttl=900,
+        session_id="mine",
+        sent_at=1000,
     )
     assert (token.token, token.ttl, token.session_id, token.expires_at) == (
-        FAKE_JWT, 300, "mine", 1300,
+        FAKE_JWT,
+        300,
+        "mine",
+        1300,
     )
 
 
 def test_mint_answer_without_lifetime_uses_the_requested_ttl() -> None:
     token = token_from_mint_response(
         {"jwt": FAKE_JWT, "ttl": "soon"},
-        user_id="u", tier=1, requested_ttl=120, session_id="s", sent_at=0,
+        user_id="u",
+        tier=1,
+        requested_ttl=120,
+        session_id="s",
+        sent_at=0,
     )
     assert token.ttl == 120
 
@@ -186,7 +238,12 @@ def test_mint_answer_without_lifetime_uses_the_requested_ttl() -> None:
 def test_mint_answer_without_token_is_refused(payload: object) -> None:
     with pytest.raises(errors.BehestAPIError) as caught:
         token_from_mint_response(
-            payload, user_id="u", tier=1, requested_ttl=60, session_id="s", sent_at=0,
+            payload,
+            user_id="u",
+            tier=1,
+            requested_ttl=60,
+            session_id="s",
+            sent_at=0,
             trace_id="tr",
         )
     assert caught.value.code == "invalid_response"
@@ -198,7 +255,10 @@ def test_minted_token_serialises_as_the_quickstart_bundle() -> None:
         token=FAKE_JWT, ttl=900, session_id="s", expires_at=1_790_000_000, user_id="u", tier=1
     )
     assert token.to_json() == {
-        "token": FAKE_JWT, "ttl": 900, "sessionId": "s", "expiresAt": 1_790_000_000,
+        "token": FAKE_JWT,
+        "ttl": 900,
+        "sessionId": "s",
+        "expiresAt": 1_790_000_000,
     }
     assert json.loads(json.dumps(token.to_json()))["expiresAt"] == 1_790_000_000
     assert token.seconds_left(1_789_999_950) == 50

@@ -2,7 +2,7 @@
 
 import pytest
 
-from behest_chat.behest.sse import DONE, SSEDecodeError, SSEDecoder, ServerSentEvent
+from behest_chat.behest.sse import DONE, ServerSentEvent, SSEDecodeError, SSEDecoder
 
 
 def decode_all(chunks: list[bytes]) -> list[ServerSentEvent]:
