@@ -116,6 +116,7 @@ class Settings:
         redis_url: Redis URL or ``None`` (masked: it may hold a password).
         session_ttl_hours: lifetime of a sign-in.
         secure_cookies: whether the session cookie carries ``Secure``.
+        stream_flush_ms: how often a streaming reply is pushed to the browser (0 = per token).
     """
 
     behest_key: Secret
@@ -135,6 +136,7 @@ class Settings:
     redis_url: Secret | None
     session_ttl_hours: int
     secure_cookies: bool
+    stream_flush_ms: int = 50
 
     @property
     def mode(self) -> Mode:
@@ -258,6 +260,7 @@ def load_settings(
             "APP_SESSION_TTL_HOURS", _DEFAULT_SESSION_TTL_HOURS, 1, 24 * 366
         ),
         secure_cookies=reader.boolean("APP_SECURE_COOKIES", secure_default),
+        stream_flush_ms=reader.integer("APP_STREAM_FLUSH_MS", 50, 0, 1000),
     )
 
 

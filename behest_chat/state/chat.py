@@ -4,7 +4,7 @@ A turn runs as a background event: it takes the user from the server-side sessio
 process's Behest client for a (cached) token and streams the completion. The reply in
 progress lives only in `draft`, pushed at most every `FLUSH_SECONDS` (the first piece at
 once), so the browser receives a few small deltas instead of one per token; the finished
-reply moves into `messages` once. Every way a turn can end (done, stopped, failed, cut)
+reply moves into `messages` once. (`APP_STREAM_FLUSH_MS`, default 50.) Every way a turn can end (done, stopped, failed, cut)
 keeps the user's message and whatever text arrived, marked with the reason.
 """
 
@@ -20,11 +20,11 @@ import reflex as rx
 from behest_chat import routes
 from behest_chat.behest import errors
 from behest_chat.services import get_client
+from behest_chat.settings import get_settings
 from behest_chat.state.auth import AuthState
 
-__all__ = ["FLUSH_SECONDS", "ChatState", "describe_error"]
+__all__ = ["ChatState", "describe_error"]
 
-FLUSH_SECONDS = 0.05
 _TASKS: dict[str, asyncio.Task[Any]] = {}  # client token → running turn, for Stop
 
 
@@ -143,6 +143,7 @@ class ChatState(AuthState):
             )
             async with self:
                 self.phase = "waiting"
+            flush_seconds = get_settings().stream_flush_ms / 1000
             last_push = 0.0
             async with stream:
                 async for chunk in stream:
@@ -152,7 +153,7 @@ class ChatState(AuthState):
                         continue
                     text += piece
                     now = time.monotonic()
-                    if now - last_push >= FLUSH_SECONDS:
+                    if now - last_push >= flush_seconds:
                         last_push = now
                         async with self:
                             self.phase = "streaming"
