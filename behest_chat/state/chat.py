@@ -2,10 +2,11 @@
 
 A turn runs as a background event: it takes the user from the server-side session, asks the
 process's Behest client for a (cached) token and streams the completion. The reply in
-progress lives only in `draft`, pushed at most every `FLUSH_SECONDS` (the first piece at
-once), so the browser receives a few small deltas instead of one per token; the finished
-reply moves into `messages` once. (`APP_STREAM_FLUSH_MS`, default 50.) Every way a turn can end (done, stopped, failed, cut)
-keeps the user's message and whatever text arrived, marked with the reason.
+progress lives only in `draft`, pushed at most every `APP_STREAM_FLUSH_MS` (default 50 ms;
+the first piece at once), so the browser receives a few small deltas instead of one per
+token; the finished reply moves into `messages` once. Every way a turn can end (done,
+stopped, failed, cut) keeps the user's message and whatever text arrived, marked with the
+reason.
 """
 
 from __future__ import annotations
