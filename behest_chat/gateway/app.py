@@ -86,7 +86,8 @@ def create_app(config: GatewayConfig) -> Starlette:
         ]
 
     def count_response(path: str, status: int | None) -> None:
-        gateway.store.stats.requests_by_path[path] += 1
+        if status != 404:  # unknown paths would let the counter grow without bound
+            gateway.store.stats.requests_by_path[path] += 1
         if status is not None:
             gateway.store.stats.responses_by_status[status] += 1
 

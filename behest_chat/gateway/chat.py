@@ -24,7 +24,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response
 from behest_chat.gateway.auth import Principal
 from behest_chat.gateway.errors import GatewayError
 from behest_chat.gateway.faults import CHAT_PATH, FaultPlan, StreamCutError
-from behest_chat.gateway.offline import message_text, prompt_tokens, tokenize
+from behest_chat.gateway.offline import last_user_text, prompt_tokens, tokenize
 from behest_chat.gateway.runtime import Gateway, read_json, wait_for_disconnect
 from behest_chat.gateway.store import UsageRecord
 from behest_chat.gateway.streaming import (
@@ -64,12 +64,14 @@ class _Tally:
     """What a completion produced so far; read when it ends, however it ends."""
 
     prompt_tokens: int
+    keep_text: bool = False  # only threads need the reply text; long answers can be huge
     completion_tokens: int = 0
     parts: list[str] = field(default_factory=list)
     upstream_usage: dict[str, Any] | None = None
 
     def add(self, text: str, tokens: int) -> None:
-        self.parts.append(text)
+        if self.keep_text:
+            self.parts.append(text)
         self.completion_tokens += tokens
 
 
@@ -108,7 +110,7 @@ async def chat_completions(request: Request) -> Response:
     chat = _validate(request, body, principal, stream, gateway.model_id)
     await gateway.admit(principal)
     if chat.thread_id:
-        text = _last_user_text(chat.messages)
+        text = last_user_text(chat.messages)
         gateway.store.append_message(
             principal.project_id, principal.uid, chat.thread_id, "user", text, time.time()
         )
@@ -186,7 +188,7 @@ async def _complete(
     request: Request, gateway: Gateway, chat: _Chat, plan: FaultPlan | None
 ) -> Response:
     """A non-streaming completion; a client that leaves cancels the work (and the upstream call)."""
-    tally = _Tally(prompt_tokens=prompt_tokens(chat.messages))
+    tally = _Tally(prompt_tokens(chat.messages), keep_text=chat.thread_id is not None)
     result: dict[str, Any] | None = None
     failure: GatewayError | None = None
     disconnected = False
@@ -214,7 +216,6 @@ async def _complete(
         group.start_soon(work)
 
     if failure is not None:
-        await _settle(gateway, chat, tally, completed=False)
         raise failure
     if disconnected or result is None:
         gateway.store.stats.client_disconnects += 1
@@ -257,13 +258,13 @@ async def _produce_completion(gateway: Gateway, chat: _Chat, tally: _Tally) -> d
 
 async def _guarded(
     gateway: Gateway, chat: _Chat, plan: FaultPlan | None, state: State
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The event stream with faults applied and accounting done however it ends.
 
     The way it ended is left in ``state.stream_outcome`` for the request log.
     """
     stats = gateway.store.stats
-    tally = _Tally(prompt_tokens=prompt_tokens(chat.messages))
+    tally = _Tally(prompt_tokens(chat.messages), keep_text=chat.thread_id is not None)
     delay_ms = gateway.config.token_delay_ms
     if plan is not None and plan.token_delay_ms is not None:
         delay_ms = plan.token_delay_ms
@@ -315,14 +316,15 @@ async def _guarded(
             stats.streams_cut += 1
         elif outcome == "disconnected":
             stats.client_disconnects += 1
-        # Shielded: after a disconnect the scope is cancelled, but usage must still be counted.
-        with anyio.CancelScope(shield=True):
-            await _settle(gateway, chat, tally, completed=outcome == "completed")
+        if outcome != "refused":
+            # Shielded: after a disconnect the scope is cancelled, but usage must still count.
+            with anyio.CancelScope(shield=True):
+                await _settle(gateway, chat, tally, completed=outcome == "completed")
 
 
 async def _offline_events(
     gateway: Gateway, chat: _Chat, tally: _Tally, delay_ms: float
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     writer = ChunkWriter(chat.completion_id, chat.created, gateway.model_id)
     yield writer.role()
     delay = delay_ms / 1000
@@ -350,7 +352,7 @@ async def _offline_events(
 
 async def _upstream_events(
     gateway: Gateway, chat: _Chat, tally: _Tally, delay_ms: float | None
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     assert gateway.upstream is not None
     gateway.store.stats.upstream_requests += 1
     saw_usage = False
@@ -408,13 +410,6 @@ async def _settle(gateway: Gateway, chat: _Chat, tally: _Tally, *, completed: bo
             "".join(tally.parts),
             now,
         )
-
-
-def _last_user_text(messages: list[dict[str, Any]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            return message_text(message.get("content"))
-    return ""
 
 
 def _int_or(value: Any, default: int) -> int:

@@ -411,12 +411,12 @@ def _public_key(value: Any, where: str) -> rsa.RSAPublicKey:
         raise ValueError(f"{where}: must be a PEM string, behest_pk_ key or JWK object")
     if "PUBLIC KEY-----" in value:
         try:
-            key = serialization.load_pem_public_key(value.strip().encode())
+            public = serialization.load_pem_public_key(value.strip().encode())
         except ValueError:
             raise ValueError(f"{where}: public PEM could not be read") from None
-        if not isinstance(key, rsa.RSAPublicKey):
+        if not isinstance(public, rsa.RSAPublicKey):
             raise ValueError(f"{where}: must be an RSA key (RS256)")
-        return key
+        return public
     try:
         parsed = parse_key(value, variable=where)
     except KeyFormatError as exc:

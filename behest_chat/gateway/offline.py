@@ -29,6 +29,7 @@ __all__ = [
     "OFFLINE_MODEL_ID",
     "OfflineModel",
     "count_tokens",
+    "last_user_text",
     "message_text",
     "prompt_tokens",
     "tokenize",
@@ -153,7 +154,7 @@ class OfflineModel:
         Returns:
             An iterator of tokens; joined, they form the answer.
         """
-        prompt = _last_user_text(messages)
+        prompt = last_user_text(messages)
         stripped = prompt.lstrip()
         if stripped[: len(_ECHO_PREFIX)].lower() == _ECHO_PREFIX:
             text = stripped[len(_ECHO_PREFIX) :]
@@ -204,7 +205,8 @@ def compose_answer(prompt: str) -> str:
     return "\n".join(lines)
 
 
-def _last_user_text(messages: Sequence[dict[str, Any]]) -> str:
+def last_user_text(messages: Sequence[dict[str, Any]]) -> str:
+    """The text of the last ``user`` message, or "" when there is none."""
     for message in reversed(messages):
         if message.get("role") == "user":
             return message_text(message.get("content"))

@@ -14,7 +14,7 @@ Upstream failures map to the gateway's envelope: 400/422 → 400 ``validation_er
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -87,7 +87,7 @@ class Upstream:
             raise GatewayError(502, "upstream answer has no choices")
         return data
 
-    async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """Forward a streaming completion and yield each chunk object.
 
         Errors before the first chunk raise GatewayError (so the client gets a normal
@@ -174,7 +174,7 @@ def _upstream_message(content: bytes) -> str:
         return content[:200].decode("utf-8", "replace") or "no message"
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"][:200]
+        return str(error["message"])[:200]
     if isinstance(error, str):
         return error[:200]
     return "no message"
