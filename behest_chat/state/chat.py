@@ -20,13 +20,13 @@ import reflex as rx
 
 from behest_chat import routes
 from behest_chat.behest import errors
+from behest_chat.inflight import turns
 from behest_chat.services import get_client
 from behest_chat.settings import get_settings
 from behest_chat.state.auth import AuthState
 
 __all__ = ["ChatState", "describe_error"]
 
-_TASKS: dict[str, asyncio.Task[Any]] = {}  # client token → running turn, for Stop
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
@@ -85,11 +85,9 @@ class ChatState(AuthState):
         self._session_id = ""
 
     @rx.event
-    def stop(self):
+    async def stop(self):
         """Stop the running turn; the upstream request is closed at once."""
-        task = _TASKS.get(self.router.session.client_token)
-        if task is not None and not task.done():
-            task.cancel()
+        await turns.cancel(self.router.session.client_token)
 
     @rx.event(background=True)
     async def send(self, form_data: dict[str, Any]):
@@ -132,7 +130,9 @@ class ChatState(AuthState):
         if user is None:
             yield rx.redirect(routes.LOGIN)
             return
-        _TASKS[client_token] = asyncio.current_task()  # type: ignore[assignment]
+        task = asyncio.current_task()
+        assert task is not None
+        turns.register(client_token, task)
         text, status, error = "", "done", ""
         try:
             stream = await get_client().chat.completions.create(
@@ -165,7 +165,7 @@ class ChatState(AuthState):
             status = "error"
             error = describe_error(exc)[1]
         finally:
-            _TASKS.pop(client_token, None)
+            turns.unregister(client_token, task)
             async with self:
                 self.messages.append(_message("assistant", text, status, error))
                 self.draft = ""
