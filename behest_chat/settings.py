@@ -60,7 +60,7 @@ Mode = Literal["local gateway", "remote mint", "local signing"]
 
 DEFAULT_DATABASE_URL = "sqlite:///behest_chat.db"
 _DEFAULT_ALLOWED_ORIGINS = "http://localhost:3000,http://localhost:5173"
-_DEFAULT_APP_ORIGINS = "http://localhost:3000"
+_DEFAULT_APP_PORT = 3000
 _DEFAULT_GATEWAY_HOST = "127.0.0.1"
 _DEFAULT_GATEWAY_PORT = 8787
 _DEFAULT_TOKEN_TTL = 900
@@ -237,7 +237,7 @@ def load_settings(
     public_default = behest_base_url or f"http://localhost:{gateway_port}"
     behest_public_base_url = reader.http_url("BEHEST_PUBLIC_BASE_URL") or public_default
 
-    app_origins = reader.origins("APP_ORIGINS", _DEFAULT_APP_ORIGINS)
+    app_origins = _app_origins(reader)
     secure_default = app_origins[0].startswith("https://")
 
     return Settings(
@@ -277,6 +277,25 @@ def get_settings() -> Settings:
 def env_file_path() -> str:
     """The env file the app reads: ``$APP_ENV_FILE``, else ``.env`` in the working directory."""
     return os.environ.get("APP_ENV_FILE") or ".env"
+
+
+def load_app_origins(
+    env_file: str | Path | None = ".env", environ: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """Read and validate ``APP_ORIGINS`` alone (``rxconfig.py`` needs only this).
+
+    Unset, it is the app's port on both loopback names: ``http://localhost:<APP_PORT>`` and
+    ``http://127.0.0.1:<APP_PORT>`` (``APP_PORT`` defaults to 3000).
+
+    Raises:
+        SettingsError: one line naming ``APP_ORIGINS`` or ``APP_PORT``.
+    """
+    return _app_origins(_Reader(_merged_values(env_file, environ)))
+
+
+def _app_origins(reader: _Reader) -> tuple[str, ...]:
+    port = reader.integer("APP_PORT", _DEFAULT_APP_PORT, 1, 65535)
+    return reader.origins("APP_ORIGINS", f"http://localhost:{port},http://127.0.0.1:{port}")
 
 
 def load_database_url(
@@ -402,15 +421,20 @@ def _url_host(host: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m behest_chat.settings check``: validate the settings, print one line.
+    """``python -m behest_chat.settings check | app-port``.
 
-    Exit status 0 when the settings are usable, 1 with the one-line problem on stderr.
+    ``check`` validates the settings and prints one line: exit status 0 when they are
+    usable, 1 with the one-line problem on stderr. ``app-port`` prints ``APP_PORT``.
     """
     args = sys.argv[1:] if argv is None else argv
-    if args != ["check"]:
-        print("usage: python -m behest_chat.settings check", file=sys.stderr)
+    if args not in (["check"], ["app-port"]):
+        print("usage: python -m behest_chat.settings check | app-port", file=sys.stderr)
         return 2
     try:
+        if args == ["app-port"]:
+            reader = _Reader(_merged_values(env_file_path(), None))
+            print(reader.integer("APP_PORT", _DEFAULT_APP_PORT, 1, 65535))
+            return 0
         settings = load_settings(env_file_path())
     except SettingsError as exc:
         print(f"settings: {exc}", file=sys.stderr)
