@@ -21,7 +21,7 @@ import httpx
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.fixtures.app import CHROMIUM, CHROMIUM_ARGS, run_app  # noqa: E402
+from tests.fixtures.app import CHROMIUM, CHROMIUM_ARGS, project_copy, run_app  # noqa: E402
 
 COUNT_UPDATES = """() => {
   window.__updates = 0;
@@ -34,7 +34,10 @@ COUNT_UPDATES = """() => {
 def measure(flush_ms: int, tokens: int, delay_ms: int) -> dict[str, float]:
     """Run one app with the given flush interval and measure one long reply."""
     with tempfile.TemporaryDirectory() as tmp, run_app(
-        Path(tmp), APP_STREAM_FLUSH_MS=str(flush_ms), BEHEST_GATEWAY_TOKEN_DELAY_MS=str(delay_ms)
+        Path(tmp),
+        project_copy(Path(tempfile.mkdtemp(dir=tmp))),
+        APP_STREAM_FLUSH_MS=str(flush_ms),
+        BEHEST_GATEWAY_TOKEN_DELAY_MS=str(delay_ms),
     ) as app, sync_playwright() as pw:
         username = f"bench{secrets.token_hex(3)}"
         registered = httpx.post(
