@@ -17,6 +17,11 @@ Variables (see ``.env.example``):
 - ``APP_ORIGINS``: the app's own public origins; the first is canonical.
 - ``BEHEST_GATEWAY_HOST`` / ``BEHEST_GATEWAY_PORT``: where the embedded gateway listens.
 - ``DATABASE_URL``, ``REDIS_URL``, ``APP_SESSION_TTL_HOURS``, ``APP_SECURE_COOKIES``.
+- ``APP_DAILY_TOKEN_BUDGET_FREE`` / ``_PRO`` / ``_MAX``: tokens a user of that tier may use
+  per UTC day, enforced by the app before sending (0 = no app budget).
+- ``APP_CONVERSATION_TOKEN_CAP``: tokens one conversation may use in total (unset = no cap).
+- ``APP_STREAM_IDLE_TIMEOUT_S``: a streaming reply that sends nothing for this long ends as
+  timed out.
 
 Modes:
 
@@ -65,6 +70,10 @@ _DEFAULT_GATEWAY_HOST = "127.0.0.1"
 _DEFAULT_GATEWAY_PORT = 8787
 _DEFAULT_TOKEN_TTL = 900
 _DEFAULT_SESSION_TTL_HOURS = 168
+# The gateway's tier defaults (contract §6.1), so the app refuses before the gateway would.
+_DEFAULT_DAILY_TOKEN_BUDGETS = {1: 50_000, 2: 2_000_000, 3: 20_000_000}
+_MAX_TOKEN_BUDGET = 10**12
+_DEFAULT_STREAM_IDLE_TIMEOUT_S = 60
 # Values the example file ships with; a real key must replace them.
 _PLACEHOLDER_MARKERS = ("__GENERATE__", "REPLACE_ME")
 _TRUE = {"1", "true", "yes", "on"}
@@ -117,6 +126,11 @@ class Settings:
         session_ttl_hours: lifetime of a sign-in.
         secure_cookies: whether the session cookie carries ``Secure``.
         stream_flush_ms: how often a streaming reply is pushed to the browser (0 = per token).
+        daily_token_budget_free: tokens a free-tier user may use per UTC day; 0 = no budget.
+        daily_token_budget_pro: the same for the pro tier.
+        daily_token_budget_max: the same for the max tier.
+        conversation_token_cap: tokens one conversation may use in total, or ``None``.
+        stream_idle_timeout_s: seconds without a stream chunk before a reply times out.
     """
 
     behest_key: Secret
@@ -137,6 +151,22 @@ class Settings:
     session_ttl_hours: int
     secure_cookies: bool
     stream_flush_ms: int = 50
+    daily_token_budget_free: int = _DEFAULT_DAILY_TOKEN_BUDGETS[1]
+    daily_token_budget_pro: int = _DEFAULT_DAILY_TOKEN_BUDGETS[2]
+    daily_token_budget_max: int = _DEFAULT_DAILY_TOKEN_BUDGETS[3]
+    conversation_token_cap: int | None = None
+    stream_idle_timeout_s: int = _DEFAULT_STREAM_IDLE_TIMEOUT_S
+
+    def daily_token_budget(self, tier: int) -> int:
+        """The app's daily token budget for a tier id (1 free, 2 pro, 3 max; 0 = no budget).
+
+        An unknown tier id gets the free tier's budget.
+        """
+        if tier == 3:
+            return self.daily_token_budget_max
+        if tier == 2:
+            return self.daily_token_budget_pro
+        return self.daily_token_budget_free
 
     @property
     def mode(self) -> Mode:
@@ -261,6 +291,21 @@ def load_settings(
         ),
         secure_cookies=reader.boolean("APP_SECURE_COOKIES", secure_default),
         stream_flush_ms=reader.integer("APP_STREAM_FLUSH_MS", 50, 0, 1000),
+        daily_token_budget_free=reader.integer(
+            "APP_DAILY_TOKEN_BUDGET_FREE", _DEFAULT_DAILY_TOKEN_BUDGETS[1], 0, _MAX_TOKEN_BUDGET
+        ),
+        daily_token_budget_pro=reader.integer(
+            "APP_DAILY_TOKEN_BUDGET_PRO", _DEFAULT_DAILY_TOKEN_BUDGETS[2], 0, _MAX_TOKEN_BUDGET
+        ),
+        daily_token_budget_max=reader.integer(
+            "APP_DAILY_TOKEN_BUDGET_MAX", _DEFAULT_DAILY_TOKEN_BUDGETS[3], 0, _MAX_TOKEN_BUDGET
+        ),
+        conversation_token_cap=reader.optional_integer(
+            "APP_CONVERSATION_TOKEN_CAP", 1, _MAX_TOKEN_BUDGET
+        ),
+        stream_idle_timeout_s=reader.integer(
+            "APP_STREAM_IDLE_TIMEOUT_S", _DEFAULT_STREAM_IDLE_TIMEOUT_S, 1, 3600
+        ),
     )
 
 
@@ -344,6 +389,11 @@ class _Reader:
         if not low <= value <= high:
             raise SettingsError(f"{name}: {value} is out of range; expected {low} to {high}")
         return value
+
+    def optional_integer(self, name: str, low: int, high: int) -> int | None:
+        if self.get(name) is None:
+            return None
+        return self.integer(name, low, low, high)
 
     def boolean(self, name: str, default: bool) -> bool:
         text = self.get(name)

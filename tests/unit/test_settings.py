@@ -386,3 +386,39 @@ def test_env_example_lists_every_variable_the_settings_read() -> None:
     listed = set(re.findall(r"^([A-Z_]+)=", example, flags=re.MULTILINE))
     assert read - {"APP_ENV_FILE"} <= listed
     assert len(read) >= 15
+
+
+def test_token_budgets_default_to_the_gateway_tiers_and_can_be_changed() -> None:
+    settings = load_settings(None, {"BEHEST_KEY": API_KEY})
+    assert [settings.daily_token_budget(t) for t in (1, 2, 3)] == [50_000, 2_000_000, 20_000_000]
+    assert settings.daily_token_budget(7) == 50_000  # an unknown tier is treated as free
+    assert settings.conversation_token_cap is None
+    assert settings.stream_idle_timeout_s == 60
+    changed = load_settings(
+        None,
+        {
+            "BEHEST_KEY": API_KEY,
+            "APP_DAILY_TOKEN_BUDGET_FREE": "0",
+            "APP_DAILY_TOKEN_BUDGET_PRO": "1234",
+            "APP_DAILY_TOKEN_BUDGET_MAX": "99",
+            "APP_CONVERSATION_TOKEN_CAP": "5000",
+            "APP_STREAM_IDLE_TIMEOUT_S": "3",
+        },
+    )
+    assert [changed.daily_token_budget(t) for t in (1, 2, 3)] == [0, 1234, 99]
+    assert changed.conversation_token_cap == 5000
+    assert changed.stream_idle_timeout_s == 3
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("APP_DAILY_TOKEN_BUDGET_FREE", "-1"),
+        ("APP_DAILY_TOKEN_BUDGET_PRO", "lots"),
+        ("APP_CONVERSATION_TOKEN_CAP", "0"),
+        ("APP_STREAM_IDLE_TIMEOUT_S", "0"),
+    ],
+)
+def test_bad_budget_values_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=rf"^{variable}: "):
+        load_settings(None, {"BEHEST_KEY": API_KEY, variable: value})
