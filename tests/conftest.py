@@ -6,3 +6,9 @@ pytest_plugins = [
     "tests.fixtures.app_api",
     "tests.fixtures.app",
 ]
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Run the browser tests last: fast feedback first, and sync Playwright's event loop
+    never overlaps the asyncio tests."""
+    items.sort(key=lambda item: "/tests/e2e/" in str(item.path).replace("\\", "/"))
