@@ -8,6 +8,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from behest_chat.api.auth import login_handler, logout_handler, register_handler
+from behest_chat.api.examples import example_routes
 from behest_chat.api.http import ALL_METHODS, Handler, guarded
 from behest_chat.api.token import token_handler
 from behest_chat.behest import BehestClient
@@ -54,5 +55,6 @@ def create_api(
             route("/api/auth/login", login_handler(settings, after_sign_in), with_ok=True),
             route("/api/auth/logout", logout_handler(settings, after_sign_out), with_ok=True),
             route(TOKEN_PATH, token_handler(settings, client_provider), with_ok=False),
+            *example_routes(settings),
         ]
     )
