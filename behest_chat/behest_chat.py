@@ -12,7 +12,7 @@ from behest_chat.settings import get_settings
 from behest_chat.state import AuthState, ChatState, SettingsState
 
 app = rx.App(
-    head_components=[rx.script(src="/auth.js")],
+    head_components=[rx.script(src="/auth.js"), rx.script(src="/direct.js")],
     api_transformer=create_api(get_settings(), get_client),
 )
 app.register_lifespan_task(lifespan)
