@@ -2,7 +2,11 @@
 
 The URL is ``DATABASE_URL`` (default ``sqlite:///behest_chat.db``), read through
 :func:`behest_chat.settings.load_database_url` so database tools work before the Behest key
-is set up. SQLite runs in WAL mode with foreign keys on. ``postgresql://`` URLs use psycopg 3.
+is set up. SQLite runs in WAL mode with foreign keys on. ``postgresql://`` URLs use psycopg 3
+with a small pool per process (each app worker has its own): connections are checked before
+use (``pool_pre_ping``), so after PostgreSQL restarts or drops a connection only the
+statement that was running fails and the next one reconnects; connecting gives up after
+5 s and a statement after 30 s rather than holding a worker.
 
 Migrations are Alembic revisions in ``alembic/versions``, applied with::
 
@@ -37,6 +41,8 @@ __all__ = [
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 _SQLITE_BUSY_TIMEOUT_S = 15
+_PG_CONNECT_TIMEOUT_S = 5
+_PG_STATEMENT_TIMEOUT_MS = 30_000
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
@@ -64,7 +70,20 @@ def _create_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=10,
+            pool_timeout=10,
+            # Servers and proxies close idle connections; renew them before that happens.
+            pool_recycle=1800,
+            connect_args={
+                "connect_timeout": _PG_CONNECT_TIMEOUT_S,
+                "application_name": "behest-chat",
+                "options": f"-c statement_timeout={_PG_STATEMENT_TIMEOUT_MS}",
+            },
+        )
     engine = create_engine(
         url,
         # Starlette runs sync work in a thread pool; SQLite's own thread check would refuse it.
