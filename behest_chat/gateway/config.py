@@ -35,6 +35,11 @@ Variables (copy into .env.example; empty means unset):
     BEHEST_GATEWAY_UPSTREAM_MODEL=
     # 1 enables the loopback-only fault switch under /_gateway/ (tests and demos)
     BEHEST_GATEWAY_FAULTS=0
+    # Redis for the tier counters, so several gateway processes enforce one limit per user
+    # (the app's REDIS_URL); empty = counters in this process
+    REDIS_URL=
+    # prefix of the gateway's Redis keys
+    BEHEST_GATEWAY_REDIS_PREFIX=behest_gateway:
 
 The file named by ``BEHEST_GATEWAY_CONFIG``::
 
@@ -55,6 +60,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +73,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from dotenv import dotenv_values
 
 from behest_chat.behest.keys import ApiKey, KeyFormatError, SigningKey, parse_key
-from behest_chat.gateway.tiers import DEFAULT_LIMITS, TierLimit, merge_limits
+from behest_chat.gateway.tiers import (
+    DEFAULT_LIMITS,
+    LimitStore,
+    MemoryLimitStore,
+    RedisLimitStore,
+    TierLimit,
+    merge_limits,
+)
 
 __all__ = [
     "DEFAULT_ALLOWED_ORIGINS",
@@ -83,6 +96,8 @@ DEFAULT_TENANT_ID = "tnt_local"
 DEFAULT_PROJECT_ID = "proj_local"
 DEFAULT_RESERVED_USER_IDS = frozenset({"admin", "dashboard-service", "system"})
 MAX_LEEWAY_SECONDS = 30
+DEFAULT_REDIS_PREFIX = "behest_gateway:"
+_REDIS_PREFIX_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,8 @@ class GatewayConfig:
         faults_enabled: whether ``/_gateway/*`` exists.
         reserved_user_ids: ``user_id`` values refused on mint.
         max_body_bytes: request bodies above this answer 413.
+        redis_url: Redis for the tier counters, or None to count in the process.
+        redis_prefix: prefix of the gateway's Redis keys.
     """
 
     projects: tuple[Project, ...]
@@ -160,6 +177,17 @@ class GatewayConfig:
     faults_enabled: bool = False
     reserved_user_ids: frozenset[str] = DEFAULT_RESERVED_USER_IDS
     max_body_bytes: int = 1024 * 1024
+    redis_url: str | None = field(default=None, repr=False)
+    redis_prefix: str = DEFAULT_REDIS_PREFIX
+
+    def limit_store(self) -> LimitStore:
+        """The counter backend: in Redis when ``redis_url`` is set, else in this process."""
+        if self.redis_url is None:
+            return MemoryLimitStore()
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(self.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        return RedisLimitStore(client, self.redis_prefix)
 
     @property
     def default_project(self) -> Project:
@@ -219,6 +247,8 @@ class GatewayConfig:
             upstream=upstream,
             faults_enabled=_bool_env(env, "BEHEST_GATEWAY_FAULTS"),
             reserved_user_ids=reserved,
+            redis_url=_redis_url_env(env),
+            redis_prefix=_redis_prefix_env(env),
         )
 
 
@@ -534,3 +564,24 @@ def _bool_env(env: Mapping[str, str], name: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name}: must be 1 or 0, got {env[name]!r}")
+
+
+def _redis_url_env(env: Mapping[str, str]) -> str | None:
+    url = env.get("REDIS_URL")
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix") or (
+        parts.scheme != "unix" and not parts.hostname
+    ):
+        raise ValueError("REDIS_URL: expected redis://host[:port][/db] or rediss://…")
+    return url
+
+
+def _redis_prefix_env(env: Mapping[str, str]) -> str:
+    prefix = env.get("BEHEST_GATEWAY_REDIS_PREFIX", DEFAULT_REDIS_PREFIX)
+    if not _REDIS_PREFIX_RE.fullmatch(prefix):
+        raise ValueError(
+            "BEHEST_GATEWAY_REDIS_PREFIX: expected 1 to 64 letters, digits or _ . : -"
+        )
+    return prefix

@@ -12,18 +12,23 @@ Rejected requests are not counted. Days are UTC calendar days. Tokens are added 
 completion ends (or is cut short), so one request may overshoot the daily token cap, as the
 contract's 402 example (50,123 of 50,000) shows.
 
-The counters sit behind :class:`LimitStore` so a shared backend (e.g. Redis) can replace
-:class:`MemoryLimitStore` without touching the routes.
+The counters sit behind :class:`LimitStore`: :class:`MemoryLimitStore` keeps them in the
+process; :class:`RedisLimitStore` keeps them in Redis (``REDIS_URL``), so several gateway
+processes enforce one limit per user.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -33,6 +38,7 @@ __all__ = [
     "MemoryLimitStore",
     "QuotaExceededError",
     "RateLimitedError",
+    "RedisLimitStore",
     "TierLimit",
     "merge_limits",
     "parse_tier",
@@ -230,3 +236,96 @@ class MemoryLimitStore:
     async def reset(self) -> None:
         """Forget every counter."""
         self._users.clear()
+
+
+# One atomic step per request, so that concurrent gateways never both take the last slot.
+# KEYS: the day's hash (requests, tokens), the rolling minute's sorted set of request times.
+# ARGV: now, window, rpm, requests_per_day, tokens_per_day, unique member, day key TTL.
+# Returns {0, 0} admitted; {1, requests} or {2, tokens} over a daily cap; {3, "oldest"} rpm.
+_ADMIT = """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[2]))
+local requests = tonumber(redis.call('HGET', KEYS[1], 'requests') or '0')
+if requests >= tonumber(ARGV[4]) then return {1, requests} end
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or '0')
+if tokens >= tonumber(ARGV[5]) then return {2, tokens} end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {3, oldest[2]}
+end
+redis.call('ZADD', KEYS[2], now, ARGV[6])
+redis.call('EXPIRE', KEYS[2], math.ceil(tonumber(ARGV[2])) + 1)
+redis.call('HINCRBY', KEYS[1], 'requests', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+return {0, 0}
+"""
+_DAY_KEY_TTL_S = 2 * 24 * 3600
+
+
+class RedisLimitStore:
+    """Counters in Redis, shared by every gateway process that uses the same Redis and prefix.
+
+    Keys, under ``prefix``: ``limits:<project>:<uid>:day:<YYYY-MM-DD>`` (a hash of requests
+    and tokens, kept two days) and ``limits:<project>:<uid>:minute`` (a sorted set of the
+    last minute's request times). The check and the count run as one Lua script. A Redis
+    error propagates: the request fails rather than passing unmetered.
+    """
+
+    def __init__(self, redis: Redis, prefix: str = "behest_gateway:") -> None:
+        """Use ``redis`` (an asyncio client); no command is sent until the first request."""
+        self._redis = redis
+        self.prefix = prefix
+
+    def _keys(self, project_id: str, uid: str, now: float) -> tuple[str, str]:
+        day = datetime.fromtimestamp(now, UTC).date().isoformat()
+        base = f"{self.prefix}limits:{project_id}:{uid}"
+        return f"{base}:day:{day}", f"{base}:minute"
+
+    async def admit(
+        self, project_id: str, uid: str, tier: str, limit: TierLimit, now: float
+    ) -> None:
+        """Count one chat request or raise; see the module docstring for the order."""
+        day_key, minute_key = self._keys(project_id, uid, now)
+        verdict, value = await self._redis.eval(
+            _ADMIT,
+            2,
+            day_key,
+            minute_key,
+            repr(now),
+            repr(_WINDOW_SECONDS),
+            limit.rpm,
+            limit.requests_per_day,
+            limit.tokens_per_day,
+            f"{now!r}:{secrets.token_hex(6)}",
+            _DAY_KEY_TTL_S,
+        )
+        if verdict == 1:
+            raise QuotaExceededError(
+                tier, {"requests_per_day": limit.requests_per_day}, {"requests_today": int(value)}
+            )
+        if verdict == 2:
+            raise QuotaExceededError(
+                tier, {"tokens_per_day": limit.tokens_per_day}, {"tokens_today": int(value)}
+            )
+        if verdict == 3:
+            wait = float(value) + _WINDOW_SECONDS - now
+            raise RateLimitedError(tier, limit.rpm, max(1, math.ceil(wait)))
+
+    async def add_tokens(self, project_id: str, uid: str, tokens: int, now: float) -> None:
+        """Add tokens to today's total for (project, uid)."""
+        day_key, _ = self._keys(project_id, uid, now)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(day_key, "tokens", max(0, tokens))
+            pipe.expire(day_key, _DAY_KEY_TTL_S)
+            await pipe.execute()
+
+    async def reset(self) -> None:
+        """Forget every counter under this prefix (and nothing else)."""
+        batch: list[Any] = []
+        async for key in self._redis.scan_iter(match=f"{self.prefix}limits:*", count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                await self._redis.delete(*batch)
+                batch.clear()
+        if batch:
+            await self._redis.delete(*batch)
