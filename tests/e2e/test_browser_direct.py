@@ -265,7 +265,8 @@ def test_the_page_reaches_only_its_own_users_data(page: Page, app_server, browse
             """async ([baseUrl, threadId]) => {
                  const {token} = await (await fetch("/api/behest/token", {method: "POST"})).json();
                  const get = async (path) => {
-                   const r = await fetch(baseUrl + path, {headers: {Authorization: "Bearer " + token}});
+                   const headers = {Authorization: "Bearer " + token};
+                   const r = await fetch(baseUrl + path, {headers});
                    return [r.status, await r.text()];
                  };
                  return [await get("/v1/threads"), await get(`/v1/threads/${threadId}/messages`)];
