@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.gateway",
     "tests.fixtures.app_api",
     "tests.fixtures.app",
+    "tests.fixtures.services",
 ]
 
 
