@@ -1,0 +1,262 @@
+"""Token budgets the app enforces before it sends anything.
+
+Two limits, both read from the usage ledger (:class:`.models.TokenUsage`):
+
+- a daily budget per user, by tier (``APP_DAILY_TOKEN_BUDGET_FREE/PRO/MAX``), counted over
+  the UTC day like the gateway's own quota;
+- an optional cap per conversation (``APP_CONVERSATION_TOKEN_CAP``).
+
+An operator can override either for one user (:func:`set_user_budget`, also
+``python -m behest_chat.usage set-budget``). A request is refused when the tokens already
+used plus a conservative estimate of the prompt would pass a limit; the completion is not
+known in advance, so a request that starts just under a limit may end a little over it
+(the gateway's quota behaves the same way).
+
+The estimate (:func:`estimate_prompt_tokens`) counts every word run (split every 12
+characters) and every other visible character as a token, plus one for whitespace and three
+per message, and adds a quarter on top: never less than the local gateway's count and above
+what BPE tokenizers give for prose.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import col, select
+
+from behest_chat.accounts.models import utcnow
+from behest_chat.conversations.models import TokenBudget, TokenUsage
+from behest_chat.db import session_scope
+
+__all__ = [
+    "TIER_NAMES",
+    "Allowance",
+    "allowance_for",
+    "estimate_prompt_tokens",
+    "estimate_tokens",
+    "format_wait",
+    "get_user_budget",
+    "next_utc_midnight",
+    "set_user_budget",
+    "tokens_used_in_conversation",
+    "tokens_used_on_day",
+]
+
+TIER_NAMES = {1: "free", 2: "pro", 3: "max"}
+_PIECE = re.compile(r"\w+|[^\w\s]")
+_WORD_RUN = 12
+_PER_MESSAGE = 3
+_SAFETY = 1.25
+
+
+def estimate_tokens(text: str) -> int:
+    """An upper estimate of the tokens in ``text`` (see the module docstring)."""
+    count = 1 if text and text[-1].isspace() else 0
+    for match in _PIECE.finditer(text):
+        piece = match.group()
+        count += math.ceil(len(piece) / _WORD_RUN) if piece[0].isalnum() or piece[0] == "_" else 1
+    return count
+
+
+def estimate_prompt_tokens(messages: Iterable[Mapping[str, str]]) -> int:
+    """A conservative estimate of the prompt tokens a request with ``messages`` costs."""
+    raw = sum(estimate_tokens(str(m.get("content") or "")) + 1 + _PER_MESSAGE for m in messages)
+    return math.ceil((raw + _PER_MESSAGE) * _SAFETY)
+
+
+def next_utc_midnight(now: datetime | None = None) -> datetime:
+    """When the current UTC day ends (daily budgets and the gateway's quotas reset)."""
+    current = (now or utcnow()).astimezone(UTC)
+    return datetime(current.year, current.month, current.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def format_wait(until: datetime, now: datetime | None = None) -> str:
+    """``"5 h 12 min"`` / ``"3 min"`` until ``until``."""
+    seconds = max(0, int((until - (now or utcnow())).total_seconds()))
+    hours, minutes = seconds // 3600, (seconds % 3600 + 59) // 60
+    if minutes == 60:
+        hours, minutes = hours + 1, 0
+    if hours and minutes:
+        return f"{hours} h {minutes} min"
+    return f"{hours} h" if hours else f"{minutes} min"
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What a user may still spend, today and in one conversation.
+
+    Attributes:
+        tier: the user's tier id.
+        daily_budget: tokens per UTC day (0 = no daily budget).
+        used_today: tokens in the ledger for today.
+        conversation_cap: tokens the conversation may use in total, or ``None``.
+        used_in_conversation: tokens in the ledger for the conversation.
+        resets_at: the end of the UTC day.
+    """
+
+    tier: int
+    daily_budget: int
+    used_today: int
+    conversation_cap: int | None
+    used_in_conversation: int
+    resets_at: datetime
+
+    @property
+    def tier_name(self) -> str:
+        """``"free"``, ``"pro"`` or ``"max"``."""
+        return TIER_NAMES.get(self.tier, "free")
+
+    @property
+    def remaining_today(self) -> int | None:
+        """Tokens left today, or ``None`` without a daily budget."""
+        return None if not self.daily_budget else max(0, self.daily_budget - self.used_today)
+
+    @property
+    def remaining_in_conversation(self) -> int | None:
+        """Tokens left in the conversation, or ``None`` without a cap."""
+        if self.conversation_cap is None:
+            return None
+        return max(0, self.conversation_cap - self.used_in_conversation)
+
+    def refusal(self, estimate: int, now: datetime | None = None) -> tuple[str, str] | None:
+        """Why a request of about ``estimate`` prompt tokens must not be sent, if it must not.
+
+        Returns:
+            ``(kind, message)`` with kind ``"daily_budget"`` or ``"conversation_cap"``,
+            or ``None`` when the request fits.
+        """
+        left = self.remaining_today
+        if left is not None and estimate > left:
+            return (
+                "daily_budget",
+                f"Not sent: the daily budget of the {self.tier_name} tier is used up "
+                f"({self.used_today:,} of {self.daily_budget:,} tokens; this question needs "
+                f"about {estimate:,}). It resets at 00:00 UTC, in "
+                f"{format_wait(self.resets_at, now)}.",
+            )
+        cap_left = self.remaining_in_conversation
+        if cap_left is not None and estimate > cap_left:
+            return (
+                "conversation_cap",
+                f"Not sent: this conversation has used {self.used_in_conversation:,} of its "
+                f"{self.conversation_cap:,} tokens (this question needs about {estimate:,}). "
+                "Start a new chat to continue.",
+            )
+        return None
+
+    def summary(self) -> str:
+        """One line for the composer, e.g. ``"48,750 of 50,000 tokens left today (free)"``."""
+        parts = []
+        left = self.remaining_today
+        if left is None:
+            parts.append(f"{self.used_today:,} tokens used today ({self.tier_name}, no budget)")
+        else:
+            parts.append(
+                f"{left:,} of {self.daily_budget:,} tokens left today ({self.tier_name})"
+            )
+        cap_left = self.remaining_in_conversation
+        if cap_left is not None:
+            parts.append(f"{cap_left:,} of {self.conversation_cap:,} left in this chat")
+        return " · ".join(parts)
+
+
+def allowance_for(
+    user_id: int,
+    tier: int,
+    conversation_id: str | None,
+    *,
+    daily_budget: int,
+    conversation_cap: int | None,
+    now: datetime | None = None,
+) -> Allowance:
+    """The user's allowance, with the settings' limits unless an operator overrode them.
+
+    Args:
+        user_id: the user.
+        tier: their tier id.
+        conversation_id: the conversation about to be used, or ``None`` for a new one.
+        daily_budget: the settings' budget for the tier (0 = none).
+        conversation_cap: the settings' cap per conversation, or ``None``.
+        now: the current time (tests).
+    """
+    current = now or utcnow()
+    override = get_user_budget(user_id)
+    if override is not None:
+        if override.daily_tokens is not None:
+            daily_budget = override.daily_tokens
+        if override.conversation_cap is not None:
+            conversation_cap = override.conversation_cap or None
+    return Allowance(
+        tier=tier,
+        daily_budget=daily_budget,
+        used_today=tokens_used_on_day(user_id, current),
+        conversation_cap=conversation_cap,
+        used_in_conversation=(
+            tokens_used_in_conversation(conversation_id) if conversation_id else 0
+        ),
+        resets_at=next_utc_midnight(current),
+    )
+
+
+def tokens_used_on_day(user_id: int, moment: datetime) -> int:
+    """The user's tokens on the UTC day of ``moment``."""
+    day = moment.astimezone(UTC).date()
+    with session_scope() as db:
+        total = db.exec(
+            select(
+                sa.func.coalesce(
+                    sa.func.sum(TokenUsage.prompt_tokens + TokenUsage.completion_tokens), 0
+                )
+            ).where(TokenUsage.user_id == user_id, TokenUsage.day == day)
+        ).one()
+    return int(total)
+
+
+def tokens_used_in_conversation(conversation_id: str) -> int:
+    """Every token a conversation has cost (all days, all versions of its answers)."""
+    with session_scope() as db:
+        total = db.exec(
+            select(
+                sa.func.coalesce(
+                    sa.func.sum(TokenUsage.prompt_tokens + TokenUsage.completion_tokens), 0
+                )
+            ).where(col(TokenUsage.conversation_id) == conversation_id)
+        ).one()
+    return int(total)
+
+
+def get_user_budget(user_id: int) -> TokenBudget | None:
+    """The operator's override for a user, if any."""
+    with session_scope() as db:
+        return db.get(TokenBudget, user_id)
+
+
+def set_user_budget(
+    user_id: int, *, daily_tokens: int | None, conversation_cap: int | None
+) -> TokenBudget | None:
+    """Override a user's limits (``None`` = the settings' value; 0 = no limit).
+
+    Returns:
+        The stored override, or ``None`` when both values are ``None`` (override removed).
+
+    Raises:
+        ValueError: a negative value.
+    """
+    for name, value in (("daily_tokens", daily_tokens), ("conversation_cap", conversation_cap)):
+        if value is not None and value < 0:
+            raise ValueError(f"{name}: must not be negative")
+    with session_scope() as db:
+        row = db.get(TokenBudget, user_id)
+        if daily_tokens is None and conversation_cap is None:
+            if row is not None:
+                db.delete(row)
+            return None
+        row = row or TokenBudget(user_id=user_id)
+        row.daily_tokens, row.conversation_cap = daily_tokens, conversation_cap
+        db.add(row)
+        return row

@@ -1,0 +1,656 @@
+"""Reading and writing conversations, messages and usage; every read is scoped to its owner.
+
+Functions that take a ``user_id`` return nothing (``None``, ``False``, empty) for a
+conversation of another user or one that does not exist, so callers cannot tell the two
+apart. Functions used by a running turn (``save_progress``, ``finish_answer``) are guarded
+by the turn's ``run_id`` instead: once another process has marked the turn interrupted, a
+late write from the old run changes nothing and tells the run to stop.
+
+The visible history is a branch of the message tree (see :mod:`.models`); :func:`window`
+pages it from the newest message backwards with one recursive query, so opening a long
+conversation reads only the page it shows.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from behest_chat.accounts.models import utcnow
+from behest_chat.conversations.models import Conversation, Message, TokenUsage
+from behest_chat.db import session_scope
+
+__all__ = [
+    "DEFAULT_PAGE",
+    "STALE_AFTER",
+    "TITLE_MAX",
+    "ConversationSummary",
+    "MessageView",
+    "add_user_message",
+    "branch_history",
+    "create_conversation",
+    "delete_conversation",
+    "finish_answer",
+    "get_conversation",
+    "interrupt_stale",
+    "is_live",
+    "list_conversations",
+    "message_for_user",
+    "new_conversation_id",
+    "record_usage",
+    "rename_conversation",
+    "request_stop",
+    "resume_answer",
+    "save_draft",
+    "save_progress",
+    "select_version",
+    "start_answer",
+    "stop_requested",
+    "streaming_answer",
+    "title_from",
+    "window",
+]
+
+DEFAULT_PAGE = 50
+TITLE_MAX = 120
+_AUTO_TITLE_CHARS = 60
+# A turn whose heartbeat is older than this has lost its process (saves come every second).
+STALE_AFTER = timedelta(seconds=5)
+_SEARCH_LIMIT = 50
+_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """A conversation as the sidebar lists it."""
+
+    id: str
+    title: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """One message of the visible branch, with its place among its versions.
+
+    Attributes:
+        version: 1-based position among the messages with the same parent.
+        versions: how many versions there are.
+    """
+
+    id: int
+    parent_id: int | None
+    role: str
+    content: str
+    status: str
+    error_kind: str
+    error: str
+    trace_id: str
+    prompt_tokens: int
+    completion_tokens: int
+    usage_estimated: bool
+    run_id: str
+    heartbeat_at: datetime | None
+    version: int
+    versions: int
+
+
+def new_conversation_id() -> str:
+    """A fresh, unguessable conversation id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def title_from(text: str) -> str:
+    """The automatic title for a conversation: its first question, shortened on a word."""
+    flat = " ".join(text.split())
+    if len(flat) <= _AUTO_TITLE_CHARS:
+        return flat or "New chat"
+    cut = flat[:_AUTO_TITLE_CHARS].rsplit(" ", 1)[0] or flat[:_AUTO_TITLE_CHARS]
+    return cut.rstrip(" ,.;:") + "…"
+
+
+def create_conversation(user_id: int, first_question: str = "") -> Conversation:
+    """Start a conversation with its own Behest session id; the title comes from the question."""
+    now = utcnow()
+    conversation = Conversation(
+        id=new_conversation_id(),
+        user_id=user_id,
+        title=title_from(first_question),
+        session_id=str(uuid.uuid4()),
+        created_at=now,
+        updated_at=now,
+    )
+    with session_scope() as db:
+        db.add(conversation)
+    return conversation
+
+
+def get_conversation(user_id: int, conversation_id: str) -> Conversation | None:
+    """The conversation if ``user_id`` owns it, else ``None`` (also for malformed ids)."""
+    if not isinstance(conversation_id, str) or not _ID_RE.fullmatch(conversation_id):
+        return None
+    with session_scope() as db:
+        return _owned(db, user_id, conversation_id)
+
+
+def list_conversations(
+    user_id: int, query: str = "", limit: int = _SEARCH_LIMIT
+) -> list[ConversationSummary]:
+    """The user's conversations, newest activity first; ``query`` matches titles and text."""
+    statement = select(Conversation).where(Conversation.user_id == user_id)
+    needle = " ".join(query.split())
+    if needle:
+        pattern = "%" + _escape_like(needle) + "%"
+        in_text = (
+            select(Message.id)
+            .where(
+                Message.conversation_id == Conversation.id,
+                col(Message.content).ilike(pattern, escape="\\"),
+            )
+            .exists()
+        )
+        statement = statement.where(
+            sa.or_(col(Conversation.title).ilike(pattern, escape="\\"), in_text)
+        )
+    statement = statement.order_by(col(Conversation.updated_at).desc()).limit(limit)
+    with session_scope() as db:
+        return [
+            ConversationSummary(id=c.id, title=c.title, updated_at=c.updated_at)
+            for c in db.exec(statement)
+        ]
+
+
+def rename_conversation(user_id: int, conversation_id: str, title: str) -> str | None:
+    """Give a conversation the user's own title; returns the stored title or ``None``.
+
+    Raises:
+        ValueError: the title is empty after trimming.
+    """
+    clean = " ".join(title.split())[:TITLE_MAX]
+    if not clean:
+        raise ValueError("title: must not be empty")
+    with session_scope() as db:
+        conversation = _owned(db, user_id, conversation_id)
+        if conversation is None:
+            return None
+        conversation.title = clean
+        conversation.title_is_custom = True
+        db.add(conversation)
+        return clean
+
+
+def delete_conversation(user_id: int, conversation_id: str) -> bool:
+    """Delete a conversation and its messages; its token usage stays in the ledger."""
+    with session_scope() as db:
+        conversation = _owned(db, user_id, conversation_id)
+        if conversation is None:
+            return False
+        db.exec(sa.delete(Message).where(col(Message.conversation_id) == conversation_id))
+        db.delete(conversation)
+        return True
+
+
+def save_draft(user_id: int, conversation_id: str, text: str) -> bool:
+    """Keep what the user typed but did not send, for when they come back."""
+    with session_scope() as db:
+        conversation = _owned(db, user_id, conversation_id)
+        if conversation is None:
+            return False
+        if conversation.draft != text:
+            conversation.draft = text
+            db.add(conversation)
+        return True
+
+
+def add_user_message(
+    user_id: int, conversation_id: str, text: str, parent_id: int | None
+) -> Message | None:
+    """Store a question under ``parent_id`` (the branch's last message, or an edited one's parent).
+
+    A new version (an edit) is simply a second child of the same parent. The conversation's
+    visible branch moves to the new message, and its draft is cleared.
+    """
+    with session_scope() as db:
+        conversation = _owned(db, user_id, conversation_id)
+        if conversation is None or not _parent_ok(db, conversation_id, parent_id):
+            return None
+        depth = _depth_under(db, parent_id)
+        now = utcnow()
+        message = Message(
+            conversation_id=conversation_id,
+            parent_id=parent_id,
+            depth=depth,
+            role="user",
+            content=text,
+            created_at=now,
+            updated_at=now,
+        )
+        db.add(message)
+        db.flush()
+        if not conversation.title_is_custom and parent_id is None:
+            conversation.title = title_from(text)
+        conversation.leaf_id = message.id
+        conversation.draft = ""
+        conversation.updated_at = now
+        db.add(conversation)
+        return message
+
+
+def start_answer(
+    user_id: int, conversation_id: str, question_id: int, run_id: str
+) -> Message | None:
+    """Create the assistant message that a turn is about to stream (status ``streaming``)."""
+    with session_scope() as db:
+        conversation = _owned(db, user_id, conversation_id)
+        question = db.get(Message, question_id)
+        if (
+            conversation is None
+            or question is None
+            or question.conversation_id != conversation_id
+            or question.role != "user"
+        ):
+            return None
+        now = utcnow()
+        answer = Message(
+            conversation_id=conversation_id,
+            parent_id=question_id,
+            depth=question.depth + 1,
+            role="assistant",
+            status="streaming",
+            run_id=run_id,
+            heartbeat_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        db.add(answer)
+        db.flush()
+        conversation.leaf_id = answer.id
+        conversation.updated_at = now
+        db.add(conversation)
+        return answer
+
+
+def resume_answer(user_id: int, conversation_id: str, answer_id: int, run_id: str) -> Message | None:
+    """Take an ended assistant message up again (Continue): back to ``streaming`` under ``run_id``."""
+    with session_scope() as db:
+        conversation = _owned(db, user_id, conversation_id)
+        answer = db.get(Message, answer_id)
+        if (
+            conversation is None
+            or answer is None
+            or answer.conversation_id != conversation_id
+            or answer.role != "assistant"
+            or answer.status == "streaming"
+        ):
+            return None
+        now = utcnow()
+        answer.status, answer.run_id, answer.heartbeat_at = "streaming", run_id, now
+        answer.error_kind = answer.error = ""
+        answer.stop_requested = False
+        answer.updated_at = now
+        db.add(answer)
+        conversation.leaf_id = _subtree_leaf(db, answer.id)  # type: ignore[arg-type]
+        conversation.updated_at = now
+        db.add(conversation)
+        return answer
+
+
+def save_progress(message_id: int, run_id: str, content: str) -> bool:
+    """Store the text so far and refresh the heartbeat; ``False`` if this run lost the turn."""
+    now = utcnow()
+    with session_scope() as db:
+        result = db.exec(
+            sa.update(Message)
+            .where(
+                col(Message.id) == message_id,
+                col(Message.run_id) == run_id,
+                col(Message.status) == "streaming",
+            )
+            .values(content=content, heartbeat_at=now, updated_at=now)
+        )
+        return bool(result.rowcount)
+
+
+def finish_answer(
+    message_id: int,
+    run_id: str,
+    *,
+    status: str,
+    content: str,
+    error_kind: str = "",
+    error: str = "",
+    trace_id: str = "",
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    usage_estimated: bool = False,
+) -> bool:
+    """Close a streaming answer with its outcome; ``False`` if this run no longer owns it."""
+    now = utcnow()
+    with session_scope() as db:
+        answer = db.get(Message, message_id)
+        if answer is None or answer.run_id != run_id or answer.status != "streaming":
+            return False
+        answer.status = status
+        answer.content = content
+        answer.error_kind = error_kind
+        answer.error = error[:500]
+        answer.trace_id = trace_id[:128]
+        # Continue adds to an answer: its earlier requests' tokens stay counted.
+        answer.prompt_tokens += prompt_tokens
+        answer.completion_tokens += completion_tokens
+        answer.usage_estimated = answer.usage_estimated or usage_estimated
+        answer.heartbeat_at = None
+        answer.updated_at = now
+        db.add(answer)
+        conversation = db.get(Conversation, answer.conversation_id)
+        if conversation is not None:
+            conversation.updated_at = now
+            db.add(conversation)
+        return True
+
+
+def request_stop(user_id: int, conversation_id: str) -> int | None:
+    """Mark the conversation's streaming answer as stopped by the user; returns its id."""
+    with session_scope() as db:
+        if _owned(db, user_id, conversation_id) is None:
+            return None
+        answer = _streaming(db, conversation_id)
+        if answer is None:
+            return None
+        answer.stop_requested = True
+        db.add(answer)
+        return answer.id
+
+
+def stop_requested(message_id: int) -> bool:
+    """Whether the user asked to stop this answer (read when its task is cancelled)."""
+    with session_scope() as db:
+        answer = db.get(Message, message_id)
+        return bool(answer and answer.stop_requested)
+
+
+def streaming_answer(user_id: int, conversation_id: str) -> Message | None:
+    """The conversation's answer still marked ``streaming`` (live or not), if any."""
+    with session_scope() as db:
+        if _owned(db, user_id, conversation_id) is None:
+            return None
+        return _streaming(db, conversation_id)
+
+
+def message_for_user(user_id: int, message_id: int) -> Message | None:
+    """A message, if it belongs to one of the user's conversations."""
+    if isinstance(message_id, bool) or not isinstance(message_id, int):
+        return None
+    with session_scope() as db:
+        message = db.get(Message, message_id)
+        if message is None or _owned(db, user_id, message.conversation_id) is None:
+            return None
+        return message
+
+
+def is_live(message: Message | MessageView, now: datetime | None = None) -> bool:
+    """Whether a streaming answer's process is still writing it (fresh heartbeat)."""
+    if message.status != "streaming" or message.heartbeat_at is None:
+        return False
+    beat = _aware(message.heartbeat_at)
+    return (now or utcnow()) - beat < STALE_AFTER
+
+
+def interrupt_stale(conversation_id: str, now: datetime | None = None) -> list[int]:
+    """Mark streaming answers whose process went away as ``interrupted``; return their ids."""
+    current = now or utcnow()
+    with session_scope() as db:
+        stale = db.exec(
+            select(Message).where(
+                Message.conversation_id == conversation_id,
+                Message.status == "streaming",
+                sa.or_(
+                    col(Message.heartbeat_at).is_(None),
+                    col(Message.heartbeat_at) < current - STALE_AFTER,
+                ),
+            )
+        ).all()
+        for answer in stale:
+            answer.status = "interrupted"
+            answer.error_kind = "interrupted"
+            answer.error = "The server stopped while answering. The part that arrived is kept."
+            answer.heartbeat_at = None
+            answer.updated_at = current
+            db.add(answer)
+        return [answer.id for answer in stale if answer.id is not None]
+
+
+def window(
+    user_id: int, conversation_id: str, *, before_id: int | None = None, limit: int = DEFAULT_PAGE
+) -> tuple[list[MessageView], bool]:
+    """A page of the visible branch, oldest first, and whether older messages exist.
+
+    Args:
+        user_id: the owner; another user's conversation gives an empty page.
+        conversation_id: the conversation.
+        before_id: page the messages above this one (its ancestors); ``None`` starts
+            at the newest message of the branch.
+        limit: how many messages at most.
+    """
+    with session_scope() as db:
+        conversation = _owned(db, user_id, conversation_id)
+        if conversation is None:
+            return [], False
+        if before_id is None:
+            start = conversation.leaf_id
+        else:
+            anchor = db.get(Message, before_id)
+            if anchor is None or anchor.conversation_id != conversation_id:
+                return [], False
+            start = anchor.parent_id
+        if start is None:
+            return [], False
+        rows = _ancestors(db, start, limit)
+        if not rows:
+            return [], False
+        has_older = rows[0].parent_id is not None
+        return _with_versions(db, conversation_id, rows), has_older
+
+
+def branch_history(conversation_id: str, up_to_id: int) -> list[dict[str, str]]:
+    """The whole branch ending at ``up_to_id`` as chat messages for the model.
+
+    Empty answers (a refused request) are left out; partial ones are kept, since the
+    user saw them.
+    """
+    with session_scope() as db:
+        rows = _ancestors(db, up_to_id, None)
+    return [
+        {"role": m.role, "content": m.content}
+        for m in rows
+        if m.conversation_id == conversation_id and (m.role == "user" or m.content)
+    ]
+
+
+def select_version(user_id: int, message_id: int, step: int) -> bool:
+    """Show the previous (``step=-1``) or next (``+1``) version of a message.
+
+    The branch on screen then continues with the newest message under that version.
+    """
+    with session_scope() as db:
+        message = db.get(Message, message_id)
+        if message is None:
+            return False
+        conversation = _owned(db, user_id, message.conversation_id)
+        if conversation is None:
+            return False
+        siblings = _sibling_ids(db, message.conversation_id, message.parent_id)
+        index = siblings.index(message_id) + step
+        if not 0 <= index < len(siblings):
+            return False
+        conversation.leaf_id = _subtree_leaf(db, siblings[index])
+        db.add(conversation)
+        return True
+
+
+def record_usage(
+    *,
+    user_id: int,
+    conversation_id: str | None,
+    session_id: str,
+    message_id: int | None,
+    prompt_tokens: int,
+    completion_tokens: int,
+    estimated: bool,
+    when: datetime | None = None,
+) -> None:
+    """Add one request's tokens to the ledger (UTC day of ``when``, default now)."""
+    moment = when or utcnow()
+    with session_scope() as db:
+        db.add(
+            TokenUsage(
+                user_id=user_id,
+                conversation_id=conversation_id,
+                session_id=session_id,
+                message_id=message_id,
+                day=_utc_day(moment),
+                prompt_tokens=max(0, prompt_tokens),
+                completion_tokens=max(0, completion_tokens),
+                estimated=estimated,
+                created_at=moment,
+            )
+        )
+
+
+def _utc_day(moment: datetime) -> date:
+    return _aware(moment).astimezone(UTC).date()
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _owned(db: Session, user_id: int, conversation_id: str) -> Conversation | None:
+    if not isinstance(conversation_id, str) or not _ID_RE.fullmatch(conversation_id):
+        return None
+    conversation = db.get(Conversation, conversation_id)
+    if conversation is None or conversation.user_id != user_id:
+        return None
+    return conversation
+
+
+def _streaming(db: Session, conversation_id: str) -> Message | None:
+    return db.exec(
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.status == "streaming")
+        .order_by(col(Message.id).desc())
+    ).first()
+
+
+def _parent_ok(db: Session, conversation_id: str, parent_id: int | None) -> bool:
+    if parent_id is None:
+        return True
+    parent = db.get(Message, parent_id)
+    return parent is not None and parent.conversation_id == conversation_id
+
+
+def _depth_under(db: Session, parent_id: int | None) -> int:
+    if parent_id is None:
+        return 0
+    parent = db.get(Message, parent_id)
+    return 0 if parent is None else parent.depth + 1
+
+
+def _ancestors(db: Session, start_id: int, limit: int | None) -> list[Message]:
+    """``start_id`` and its ancestors (at most ``limit``), oldest first."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    chain = (
+        sa.select(table.c.id, table.c.parent_id, sa.literal(0).label("n"))
+        .where(table.c.id == start_id)
+        .cte("chain", recursive=True)
+    )
+    parent = aliased(table)
+    step = sa.select(parent.c.id, parent.c.parent_id, (chain.c.n + 1).label("n")).join(
+        chain, parent.c.id == chain.c.parent_id
+    )
+    if limit is not None:
+        step = step.where(chain.c.n < limit - 1)
+    chain = chain.union_all(step)
+    statement = (
+        select(Message)
+        .join(chain, col(Message.id) == chain.c.id)
+        .order_by(chain.c.n.desc())
+    )
+    return list(db.exec(statement))
+
+
+def _sibling_ids(db: Session, conversation_id: str, parent_id: int | None) -> list[int]:
+    parent_match = (
+        col(Message.parent_id).is_(None) if parent_id is None else Message.parent_id == parent_id
+    )
+    return list(
+        db.exec(
+            select(Message.id)
+            .where(Message.conversation_id == conversation_id, parent_match)
+            .order_by(col(Message.id))
+        )
+    )  # type: ignore[arg-type]
+
+
+def _subtree_leaf(db: Session, root_id: int) -> int:
+    """The newest message under ``root_id`` (itself included): always a leaf of the tree."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    tree = sa.select(table.c.id).where(table.c.id == root_id).cte("tree", recursive=True)
+    child = aliased(table)
+    tree = tree.union_all(sa.select(child.c.id).join(tree, child.c.parent_id == tree.c.id))
+    newest = db.exec(sa.select(sa.func.max(tree.c.id))).scalar()  # type: ignore[call-overload]
+    return int(newest if newest is not None else root_id)
+
+
+def _with_versions(db: Session, conversation_id: str, rows: Iterable[Message]) -> list[MessageView]:
+    rows = list(rows)
+    parents = {m.parent_id for m in rows}
+    named = [p for p in parents if p is not None]
+    conditions: list[Any] = []
+    if named:
+        conditions.append(col(Message.parent_id).in_(named))
+    if None in parents:
+        conditions.append(col(Message.parent_id).is_(None))
+    siblings: dict[int | None, list[int]] = {}
+    for message_id, parent_id in db.exec(
+        select(Message.id, Message.parent_id)
+        .where(Message.conversation_id == conversation_id, sa.or_(*conditions))
+        .order_by(col(Message.id))
+    ):
+        siblings.setdefault(parent_id, []).append(message_id)  # type: ignore[arg-type]
+    views = []
+    for m in rows:
+        ids = siblings.get(m.parent_id, [m.id])
+        views.append(
+            MessageView(
+                id=m.id,  # type: ignore[arg-type]
+                parent_id=m.parent_id,
+                role=m.role,
+                content=m.content,
+                status=m.status,
+                error_kind=m.error_kind,
+                error=m.error,
+                trace_id=m.trace_id,
+                prompt_tokens=m.prompt_tokens,
+                completion_tokens=m.completion_tokens,
+                usage_estimated=m.usage_estimated,
+                run_id=m.run_id,
+                heartbeat_at=m.heartbeat_at,
+                version=ids.index(m.id) + 1 if m.id in ids else 1,
+                versions=len(ids),
+            )
+        )
+    return views
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
