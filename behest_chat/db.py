@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -43,6 +43,8 @@ ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 _SQLITE_BUSY_TIMEOUT_S = 15
 _PG_CONNECT_TIMEOUT_S = 5
 _PG_STATEMENT_TIMEOUT_MS = 30_000
+# Any fixed number; every instance of the app uses the same one for its migration lock.
+_MIGRATION_LOCK_KEY = 7_351_204_881
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
@@ -134,11 +136,29 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 
     from alembic import command
 
+    url = url or database_url()
     config = Config(str(ALEMBIC_INI))
-    config.attributes["database_url"] = url or database_url()
+    config.attributes["database_url"] = url
     # Called from inside the app or tests: leave the process's logging alone.
     config.attributes["configure_logging"] = False
-    command.upgrade(config, revision)
+    with _migration_lock(url):
+        command.upgrade(config, revision)
+
+
+@contextlib.contextmanager
+def _migration_lock(url: str) -> Iterator[None]:
+    """On PostgreSQL, one migration at a time: instances started together wait in turn."""
+    if url.startswith("sqlite"):
+        yield
+        return
+    with engine_for(url).connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        try:
+            yield
+        finally:
+            connection.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
