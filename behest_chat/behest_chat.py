@@ -7,9 +7,11 @@ from behest_chat.api import create_api
 from behest_chat.pages.auth_forms import login_page, register_page
 from behest_chat.pages.chat import chat_page
 from behest_chat.pages.settings import settings_page
+from behest_chat.pages.usage import usage_page
 from behest_chat.services import get_client, lifespan
 from behest_chat.settings import get_settings
 from behest_chat.state import AuthState, ChatState, SettingsState
+from behest_chat.state.usage import UsageState
 
 app = rx.App(
     head_components=[rx.script(src="/auth.js"), rx.script(src="/direct.js")],
@@ -17,12 +19,12 @@ app = rx.App(
 )
 app.register_lifespan_task(lifespan)
 
+# /chat is a new conversation, /chat/<id> an existing one: one page, so no remount between them.
 app.add_page(
-    chat_page, route=routes.CHAT, title="Chat · behest-chat", on_load=AuthState.require_login
+    chat_page, route=routes.CHAT + "/[[cid]]", title="Chat · behest-chat", on_load=ChatState.load
 )
-app.add_page(
-    chat_page, route=routes.INDEX, title="behest-chat", on_load=AuthState.require_login
-)
+app.add_page(chat_page, route=routes.INDEX, title="behest-chat", on_load=ChatState.load)
+app.add_page(usage_page, route="/usage", title="Usage · behest-chat", on_load=UsageState.load)
 app.add_page(
     settings_page, route=routes.SETTINGS, title="Settings · behest-chat",
     on_load=SettingsState.load,

@@ -1,4 +1,4 @@
-"""Page chrome shared by all pages: header with navigation and sign-out."""
+"""Page chrome shared by all pages: header with navigation, theme switch and sign-out."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import reflex as rx
 from behest_chat import routes
 from behest_chat.state.auth import AuthState
 
+USAGE_ROUTE = "/usage"
+
 
 def testid(name: str, **attrs: str) -> dict[str, dict[str, str]]:
     """`custom_attrs` carrying a Playwright `data-testid` (and any other data- attributes)."""
@@ -14,7 +16,7 @@ def testid(name: str, **attrs: str) -> dict[str, dict[str, str]]:
 
 
 def header() -> rx.Component:
-    """Top bar: app name, navigation, the user's display name and Sign out."""
+    """Top bar: app name, navigation, theme, the user's display name and Sign out."""
     return rx.hstack(
         rx.link(rx.heading("behest-chat", size="5"), href=routes.CHAT, underline="none"),
         rx.spacer(),
@@ -22,8 +24,14 @@ def header() -> rx.Component:
             AuthState.signed_in,
             rx.hstack(
                 rx.link("Chat", href=routes.CHAT, **testid("nav-chat")),
+                rx.link("Usage", href=USAGE_ROUTE, **testid("nav-usage")),
                 rx.link("Settings", href=routes.SETTINGS, **testid("nav-settings")),
-                rx.text(AuthState.display_name, color_scheme="gray", **testid("display-name")),
+                rx.text(
+                    AuthState.display_name,
+                    color_scheme="gray",
+                    display=["none", "none", "block"],
+                    **testid("display-name"),
+                ),
                 rx.button(
                     "Sign out",
                     variant="soft",
@@ -35,11 +43,15 @@ def header() -> rx.Component:
                 align="center",
             ),
         ),
+        rx.color_mode.button(
+            aria_label="Switch between light and dark theme", **testid("theme-toggle")
+        ),
         width="100%",
-        padding_x="1.5em",
+        padding_x=["0.75em", "1.5em"],
         padding_y="0.75em",
         border_bottom="1px solid var(--gray-a5)",
         align="center",
+        spacing="3",
     )
 
 

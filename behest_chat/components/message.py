@@ -1,4 +1,9 @@
-"""One chat message: markdown with raw HTML off, and the mark of a turn that did not finish."""
+"""One chat message: markdown with raw HTML off, the mark of a turn that did not finish,
+and the actions under it (retry, continue, regenerate, edit, versions, tokens, trace id).
+
+The bubble (``data-testid="message"``) holds only the message itself and, for an answer
+that did not finish, the reason; the actions sit in a row below it.
+"""
 
 from __future__ import annotations
 
@@ -17,82 +22,205 @@ def markdown(text: rx.Var[str]) -> rx.Component:
     return rx.markdown(text, use_raw=False, component_map={"codeblock": _code_block})
 
 
-def bubble(role: rx.Var[str], body: rx.Component, status: rx.Var[str] | str) -> rx.Component:
+def bubble(
+    role: rx.Var[str] | str, body: rx.Component, status: rx.Var[str] | str, **attrs: object
+) -> rx.Component:
     """The frame of a message; `data-role` and `data-status` are what tests and styles read."""
     return rx.box(
         body,
         padding="0.75em 1em",
         border_radius="12px",
-        max_width="min(46em, 92%)",
-        align_self=rx.cond(role == "user", "flex-end", "flex-start"),
+        max_width="100%",
+        overflow_wrap="anywhere",
         background=rx.cond(role == "user", "var(--accent-a3)", "var(--gray-a2)"),
-        border=rx.cond(status == "error", "1px solid var(--red-a7)", "1px solid var(--gray-a4)"),
-        custom_attrs={"data-testid": "message", "data-role": role, "data-status": status},
+        border=rx.cond(
+            (status == "error") | (status == "interrupted"),
+            "1px solid var(--red-a7)",
+            "1px solid var(--gray-a4)",
+        ),
+        custom_attrs={"data-testid": "message", "data-role": role, "data-status": status, **attrs},
+    )
+
+
+def _action(label: str, handler: rx.EventSpec, name: str, **props: object) -> rx.Component:
+    return rx.button(
+        label, size="1", variant="ghost", on_click=handler, disabled=ChatState.busy,
+        **props, **testid(name),
+    )
+
+
+def _versions(msg: rx.Var[dict[str, str]]) -> rx.Component:
+    """‹ 2 / 3 › between the versions of a message."""
+    return rx.cond(
+        msg["versions"] != "1",
+        rx.hstack(
+            rx.icon_button(
+                rx.icon("chevron-left", size=14),
+                size="1",
+                variant="ghost",
+                aria_label="Previous version",
+                disabled=(msg["version"] == "1") | ChatState.busy,
+                on_click=ChatState.show_version(msg["id"], -1),
+                **testid("version-prev"),
+            ),
+            rx.text(
+                msg["version"], " / ", msg["versions"], size="1", color_scheme="gray",
+                **testid("version-label"),
+            ),
+            rx.icon_button(
+                rx.icon("chevron-right", size=14),
+                size="1",
+                variant="ghost",
+                aria_label="Next version",
+                disabled=(msg["version"] == msg["versions"]) | ChatState.busy,
+                on_click=ChatState.show_version(msg["id"], 1),
+                **testid("version-next"),
+            ),
+            spacing="1",
+            align="center",
+        ),
+    )
+
+
+def _actions(msg: rx.Var[dict[str, str]]) -> rx.Component:
+    is_user = msg["role"] == "user"
+    return rx.hstack(
+        _versions(msg),
+        rx.cond(
+            is_user,
+            _action("Edit", ChatState.start_edit(msg["id"]), "edit", aria_label="Edit question"),
+        ),
+        rx.cond(msg["retry"] == "1", _action("Retry", ChatState.retry(msg["id"]), "retry")),
+        rx.cond(
+            msg["continue"] == "1",
+            _action("Continue", ChatState.continue_answer(msg["id"]), "continue"),
+        ),
+        rx.cond(
+            msg["regenerate"] == "1",
+            _action(
+                "Regenerate", ChatState.regenerate(msg["id"]), "regenerate",
+                aria_label="Regenerate this answer",
+            ),
+        ),
+        rx.cond(
+            msg["tokens"] != "",
+            rx.text(msg["tokens"], size="1", color_scheme="gray", **testid("message-tokens")),
+        ),
+        rx.cond(
+            msg["trace_id"] != "",
+            rx.el.details(
+                rx.el.summary("Details", font_size="var(--font-size-1)", cursor="pointer"),
+                rx.text(
+                    "Trace id: ", rx.code(msg["trace_id"]), size="1", color_scheme="gray",
+                    **testid("trace-id"),
+                ),
+                **testid("trace-details"),
+            ),
+        ),
+        spacing="3",
+        align="center",
+        wrap="wrap",
+        padding_x="0.25em",
+        justify=rx.cond(is_user, "end", "start"),
+        **testid("message-actions"),
+    )
+
+
+def _edit_box(msg: rx.Var[dict[str, str]]) -> rx.Component:
+    return rx.form(
+        rx.vstack(
+            rx.text_area(
+                name="text",
+                default_value=msg["content"],
+                auto_height=True,
+                width="100%",
+                aria_label="Edited question",
+                **testid("edit-input"),
+            ),
+            rx.hstack(
+                rx.button("Cancel", type="button", variant="soft", on_click=ChatState.cancel_edit),
+                rx.button("Send edit", type="submit", **testid("edit-send")),
+                justify="end",
+                width="100%",
+            ),
+            width="100%",
+        ),
+        on_submit=ChatState.submit_edit,
+        width="100%",
+        **testid("edit-box"),
     )
 
 
 def message(msg: rx.Var[dict[str, str]]) -> rx.Component:
-    """A finished message from the history list."""
-    return bubble(
-        msg["role"],
-        rx.fragment(
-            rx.cond(
-                msg["role"] == "user",
-                rx.text(msg["content"], white_space="pre-wrap"),
-                markdown(msg["content"]),
-            ),
-            rx.cond(
-                msg["status"] != "done",
-                rx.hstack(
-                    rx.text(msg["error"], size="2", color_scheme="red", **testid("message-error")),
-                    rx.button(
-                        "Retry",
-                        size="1",
-                        variant="soft",
-                        on_click=ChatState.retry,
-                        disabled=ChatState.busy,
-                        **testid("retry"),
-                    ),
-                    align="center",
-                    spacing="3",
-                    margin_top="0.5em",
-                ),
+    """A finished message from the history list, with its actions."""
+    is_user = msg["role"] == "user"
+    body = rx.fragment(
+        rx.cond(is_user, rx.text(msg["content"], white_space="pre-wrap"), markdown(msg["content"])),
+        rx.cond(
+            (msg["status"] != "done") & (msg["error"] != ""),
+            rx.text(
+                msg["error"], size="2", color_scheme="red", margin_top="0.5em",
+                **testid("message-error", **{"data-kind": msg["kind"]}),
             ),
         ),
-        msg["status"],
+    )
+    return rx.vstack(
+        rx.cond(
+            ChatState.editing_id == msg["id"],
+            _edit_box(msg),
+            bubble(msg["role"], body, msg["status"], **{"data-message-id": msg["id"]}),
+        ),
+        _actions(msg),
+        spacing="1",
+        align=rx.cond(is_user, "end", "start"),
+        align_self=rx.cond(is_user, "flex-end", "flex-start"),
+        max_width="min(46em, 92%)",
+        width=rx.cond(ChatState.editing_id == msg["id"], "100%", "auto"),
     )
 
 
-_PHASE_TEXT = {
-    "connecting": "Connecting…",
-    "waiting": "Waiting for the model…",
-}
-
-
 def draft() -> rx.Component:
-    """The reply in progress, or the phase before its first token."""
+    """The reply in progress, or the phase before its first token (or the 429 countdown)."""
     return rx.cond(
         ChatState.busy,
-        bubble(
-            "assistant",
-            rx.cond(
-                ChatState.draft != "",
-                markdown(ChatState.draft),
-                rx.hstack(
-                    rx.spinner(size="2"),
-                    rx.text(
-                        rx.match(
-                            ChatState.phase,
-                            ("connecting", _PHASE_TEXT["connecting"]),
-                            ("waiting", _PHASE_TEXT["waiting"]),
-                            "Streaming…",
+        rx.box(
+            bubble(
+                "assistant",
+                rx.cond(
+                    ChatState.phase == "rate_limited",
+                    rx.hstack(
+                        rx.icon("timer", size=16),
+                        rx.text(
+                            "The gateway asked to slow down. Retrying in ",
+                            rx.el.span(ChatState.retry_in, **testid("countdown-seconds")),
+                            " s…",
+                            color_scheme="amber",
+                            **testid("countdown"),
                         ),
-                        color_scheme="gray",
-                        **testid("turn-phase"),
+                        align="center",
                     ),
-                    align="center",
+                    rx.cond(
+                        ChatState.draft != "",
+                        markdown(ChatState.draft),
+                        rx.hstack(
+                            rx.spinner(size="2"),
+                            rx.text(
+                                rx.match(
+                                    ChatState.phase,
+                                    ("connecting", "Connecting…"),
+                                    ("waiting", "Waiting for the model…"),
+                                    "Streaming…",
+                                ),
+                                color_scheme="gray",
+                                **testid("turn-phase"),
+                            ),
+                            align="center",
+                        ),
+                    ),
                 ),
+                "streaming",
             ),
-            "streaming",
+            align_self="flex-start",
+            max_width="min(46em, 92%)",
         ),
     )

@@ -1,32 +1,80 @@
-"""The chat page: finished messages, one small draft for the reply in progress, and a turn.
+"""The chat page: a window of the conversation, one small draft for the reply in progress.
 
-A turn runs as a background event: it takes the user from the server-side session, asks the
-process's Behest client for a (cached) token and streams the completion. The reply in
-progress lives only in `draft`, pushed at most every `APP_STREAM_FLUSH_MS` (default 50 ms;
-the first piece at once), so the browser receives a few small deltas instead of one per
-token; the finished reply moves into `messages` once. Every way a turn can end (done,
-stopped, failed, cut) keeps the user's message and whatever text arrived, marked with the
-reason.
+Conversations live in the database (:mod:`behest_chat.conversations`); this state holds only
+what the tab shows: the last page of the visible branch (``messages``, older pages on
+demand), the sidebar list, and the reply in progress in ``draft``, pushed at most every
+``APP_STREAM_FLUSH_MS``. The conversation id comes from the URL (``/chat/<id>``) and every
+handler checks, against the server-side session, that the user owns what it touches.
+
+One turn lifecycle. A turn runs as a background task registered in
+:data:`behest_chat.inflight.turns` under its conversation id. Its question is stored before
+anything is sent, its answer is created as ``streaming`` and saved with a heartbeat at least
+every second (:class:`behest_chat.conversations.TurnRecorder`), and every ending — done,
+Stop, upstream error, cut stream, idle timeout, server shutdown — closes the upstream
+request, keeps the text that arrived and marks the answer with the reason:
+
+- 401: the client re-mints the token and retries once by itself;
+- 402: the tier's daily quota, with limit, usage and reset time; no retry, and later sends
+  from this tab are refused without a request until the reset;
+- 429: a countdown from ``Retry-After`` (``phase == "rate_limited"``), then the request again;
+- 5xx (after the client's own retries), cut stream, idle timeout: partial kept, Retry.
+
+A page that opens a conversation whose last answer is still streaming shows it: the running
+task of this tab keeps pushing to the same state; any other tab (or worker) follows the row
+in the database until it ends. An answer whose heartbeat stopped (its server went away) is
+marked ``interrupted`` with Retry. Retry and Regenerate add a new version of the answer and
+an edited question a new version of the question; the earlier versions stay one click away.
+
+Token usage comes from the stream's usage chunk (``stream_options.include_usage``); a stream
+that ends before it is counted by the app (estimated prompt, one token per piece) so that
+nothing spent goes unrecorded. Budgets are checked before a request is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import reflex as rx
 
 from behest_chat import routes
+from behest_chat.accounts.sessions import SessionUser
 from behest_chat.behest import errors
+from behest_chat.conversations import budgets, store
+from behest_chat.conversations.recorder import TurnRecorder
+from behest_chat.conversations.store import MessageView
 from behest_chat.inflight import turns
 from behest_chat.services import get_client
 from behest_chat.settings import get_settings
 from behest_chat.state.auth import AuthState
 
-__all__ = ["ChatState", "describe_error"]
+__all__ = [
+    "CONTINUE_PROMPT",
+    "ChatState",
+    "conversation_path",
+    "describe_error",
+    "explain_failure",
+]
 
+# What Continue asks the model, after the partial answer.
+CONTINUE_PROMPT = "Continue your previous answer exactly where it stopped. Do not repeat it."
+_RATE_LIMIT_RETRIES = 3
+_FOLLOW_INTERVAL_S = 0.3
+_PROCESS_ID = uuid.uuid4().hex[:12]
+# Conversation id → client token of the tab whose state a turn of this process updates.
+_attached: dict[str, str] = {}
+
+SCROLL_TO_LATEST_JS = "window.behestScroll && window.behestScroll.follow()"
+
+
+def conversation_path(conversation_id: str) -> str:
+    """The page of one conversation."""
+    return f"{routes.CHAT}/{conversation_id}"
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
@@ -51,122 +99,769 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
     return "error", "Something went wrong with this answer. Retry."
 
 
-def _message(role: str, content: str, status: str = "done", error: str = "") -> dict[str, str]:
-    return {
-        "id": uuid.uuid4().hex[:12],
-        "role": role,
-        "content": content,
-        "status": status,
-        "error": error,
-    }
+def explain_failure(exc: BaseException, now: float | None = None) -> tuple[str, str]:
+    """Like :func:`describe_error`, with the quota's figures and the read timeout spelled out."""
+    if isinstance(exc, errors.QuotaExceededError):
+        return "quota", quota_message(exc, now)
+    if isinstance(exc, errors.TimeoutError):
+        return "timeout", "The answer stopped arriving in time. The part that arrived is kept; retry."
+    return describe_error(exc)
+
+
+def quota_message(exc: errors.QuotaExceededError, now: float | None = None) -> str:
+    """``"The daily quota of the free tier is reached: 50,123 of 50,000 tokens …"``."""
+    from datetime import UTC, datetime
+
+    tier = exc.tier if isinstance(exc.tier, str) else budgets.TIER_NAMES.get(exc.tier or 1, "free")
+    figures = ""
+    for key, used_key, unit in (
+        ("tokens_per_day", "tokens_today", "tokens"),
+        ("requests_per_day", "requests_today", "requests"),
+    ):
+        limit, used = exc.limit.get(key), exc.usage.get(used_key)
+        if isinstance(limit, int):
+            shown = f"{used:,} of " if isinstance(used, int) else ""
+            figures = f": {shown}{limit:,} {unit} used today"
+            break
+    moment = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
+    reset = budgets.next_utc_midnight(moment)
+    return (
+        f"The daily quota of the {tier} tier is reached{figures}. It resets at 00:00 UTC "
+        f"(in {budgets.format_wait(reset, moment)}); nothing more is sent until then."
+    )
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """What a background turn needs, read once under the state lock."""
+
+    user: SessionUser
+    conversation_id: str
+    session_id: str
+    question_id: int
+    continue_id: int | None = None
 
 
 class ChatState(AuthState):
-    """One conversation per tab: its messages, the draft, and the turn's progress."""
+    """The open conversation of one tab, its sidebar, and the turn in progress."""
 
     messages: list[dict[str, str]] = []
+    has_older: bool = False
     draft: str = ""
-    # "" | "connecting" | "waiting" | "streaming"
+    # "" | "connecting" | "waiting" | "streaming" | "rate_limited"
     phase: str = ""
-    _session_id: str = ""
+    retry_in: int = 0
+    conversation_id: str = ""
+    title: str = ""
+    missing: bool = False
+    notice: str = ""
+    notice_kind: str = ""
+    allowance: str = ""
+    conversations: list[dict[str, str]] = []
+    search: str = ""
+    live_status: str = ""
+    sidebar_open: bool = False
+    editing_id: str = ""
+    rename_id: str = ""
+    rename_title: str = ""
+    delete_id: str = ""
+    delete_title: str = ""
+    _new_draft: str = ""
+    _quota_until: float = 0.0
+    _quota_tier: int = 0
+    _quota_message: str = ""
+    _follow_generation: int = 0
 
     @rx.var
     def busy(self) -> bool:
-        """True while a turn is in progress (Stop replaces Send)."""
+        """True while a turn of this conversation is in progress (Stop replaces Send)."""
         return self.phase != ""
 
+    # ── Opening conversations ────────────────────────────────────────────────
+
     @rx.event
-    def new_conversation(self):
-        """Start over with an empty conversation and a fresh Behest session id."""
-        if self.busy:
-            return
+    def load(self):
+        """on_load of ``/chat`` and ``/chat/<id>``: the conversation, sidebar and allowance."""
+        user = self._current_user()
+        if user is None:
+            return rx.redirect(routes.LOGIN)
+        self._follow_generation += 1
+        self.notice = self.notice_kind = ""
+        self.sidebar_open = False
+        self.editing_id = ""
+        events: list[Any] = [rx.call_script(SCROLL_TO_LATEST_JS)]
+        conversation_id = _conversation_in(self.router.url.path)
+        if not conversation_id:
+            self._show_nothing()
+            self.missing = False
+            events.append(rx.set_value("prompt", self._new_draft))
+        else:
+            conversation = store.get_conversation(user.user_id, conversation_id)
+            if conversation is None:
+                self._show_nothing()
+                self.missing = True
+            else:
+                self.missing = False
+                follow = self._open(user, conversation_id, conversation.title)
+                events.append(rx.set_value("prompt", conversation.draft))
+                if follow is not None:
+                    events.append(ChatState.follow(follow))
+        self._refresh_sidebar(user)
+        self._refresh_allowance(user)
+        return events
+
+    def _show_nothing(self) -> None:
+        self.conversation_id = self.title = ""
         self.messages = []
+        self.has_older = False
         self.draft = ""
-        self._session_id = ""
+        self.phase = ""
+
+    def _open(self, user: SessionUser, conversation_id: str, title: str) -> int | None:
+        """Show a conversation; returns the id of a live answer another task is writing."""
+        switching = self.conversation_id != conversation_id
+        self.conversation_id = conversation_id
+        self.title = title
+        store.interrupt_stale(conversation_id)
+        views, self.has_older = store.window(user.user_id, conversation_id)
+        live = views[-1] if views and views[-1].status == "streaming" else None
+        self.messages = _rows(views[:-1] if live else views)
+        if live is None:
+            self.draft, self.phase = "", ""
+            return None
+        ours = _attached.get(conversation_id) == self.router.session.client_token
+        if switching or not ours or not self.draft:
+            self.draft = live.content
+        if not self.phase or not ours:
+            self.phase = "streaming"
+        return None if ours and turns.running(conversation_id) else live.id
+
+    @rx.event(background=True)
+    async def follow(self, message_id: int):
+        """Show an answer that another tab or process is writing, until it ends."""
+        async with self:
+            user = self._current_user()
+            generation = self._follow_generation
+            conversation_id = self.conversation_id
+        if user is None:
+            return
+        while True:
+            await asyncio.sleep(_FOLLOW_INTERVAL_S)  # polling the database row
+            answer = await asyncio.to_thread(store.message_for_user, user.user_id, message_id)
+            if answer is not None and store.is_live(answer):
+                async with self:
+                    if self._follow_generation != generation:
+                        return
+                    if self.draft != answer.content:
+                        self.draft = answer.content
+                    if self.phase != "rate_limited":
+                        self.phase = "streaming"
+                continue
+            if answer is not None and answer.status == "streaming":
+                await asyncio.to_thread(store.interrupt_stale, conversation_id)
+            async with self:
+                if self._follow_generation != generation:
+                    return
+                self._reload_window(user)
+                self.draft, self.phase = "", ""
+                self.live_status = "The answer finished."
+                self._refresh_allowance(user)
+            return
+
+    @rx.event
+    def load_older(self):
+        """Prepend the page of messages above the oldest one shown."""
+        user = self._current_user()
+        if user is None or not self.conversation_id or not self.messages:
+            return
+        oldest = _int(self.messages[0].get("id"))
+        if oldest is None:
+            return
+        views, self.has_older = store.window(user.user_id, self.conversation_id, before_id=oldest)
+        self.messages = _rows(views) + self.messages
+
+    @rx.event
+    def show_version(self, message_id: str, step: int):
+        """Show the previous (-1) or next (+1) version of a message."""
+        user = self._current_user()
+        target = _int(message_id)
+        if user is None or target is None or step not in (-1, 1) or self.busy:
+            return
+        message = store.message_for_user(user.user_id, target)
+        if message is None or message.conversation_id != self.conversation_id:
+            return
+        if store.select_version(user.user_id, target, step):
+            self._reload_window(user)
+
+    # ── Sidebar ──────────────────────────────────────────────────────────────
+
+    @rx.event
+    def set_search(self, value: str):
+        """Filter the sidebar by title and text."""
+        self.search = str(value)[:200]
+        user = self._current_user()
+        if user is not None:
+            self._refresh_sidebar(user)
+
+    @rx.event
+    def toggle_sidebar(self):
+        """Show or hide the conversation list on narrow screens."""
+        self.sidebar_open = not self.sidebar_open
+
+    @rx.event
+    def start_rename(self, conversation_id: str):
+        """Open the rename dialog for one of the user's conversations."""
+        user = self._current_user()
+        conversation = store.get_conversation(user.user_id, conversation_id) if user else None
+        if conversation is not None:
+            self.rename_id, self.rename_title = conversation.id, conversation.title
+
+    @rx.event
+    def cancel_rename(self):
+        """Close the rename dialog."""
+        self.rename_id = self.rename_title = ""
+
+    @rx.event
+    def save_rename(self, form_data: dict[str, Any]):
+        """Store the new title of the conversation named in the dialog."""
+        user = self._current_user()
+        title = str(form_data.get("title", ""))
+        if user is None or not self.rename_id:
+            return None
+        try:
+            stored = store.rename_conversation(user.user_id, self.rename_id, title)
+        except ValueError:
+            return rx.toast.error("A title cannot be empty.")
+        if stored is not None and self.rename_id == self.conversation_id:
+            self.title = stored
+        self.rename_id = self.rename_title = ""
+        self._refresh_sidebar(user)
+        return None
+
+    @rx.event
+    def ask_delete(self, conversation_id: str):
+        """Ask for confirmation before deleting one of the user's conversations."""
+        user = self._current_user()
+        conversation = store.get_conversation(user.user_id, conversation_id) if user else None
+        if conversation is not None:
+            self.delete_id, self.delete_title = conversation.id, conversation.title
+
+    @rx.event
+    def cancel_delete(self):
+        """Keep the conversation."""
+        self.delete_id = self.delete_title = ""
+
+    @rx.event
+    async def confirm_delete(self):
+        """Delete the conversation named in the dialog (a running turn is stopped first)."""
+        user = self._current_user()
+        doomed, self.delete_id, self.delete_title = self.delete_id, "", ""
+        if user is None or not doomed or store.get_conversation(user.user_id, doomed) is None:
+            return None
+        await turns.cancel(doomed)
+        store.delete_conversation(user.user_id, doomed)
+        self._refresh_sidebar(user)
+        if doomed == self.conversation_id:
+            return rx.redirect(routes.CHAT)
+        return None
+
+    @rx.event
+    def remember_draft(self, value: str):
+        """on_blur of the composer: keep unsent text with its conversation."""
+        user = self._current_user()
+        text = str(value)[:20_000]
+        if user is None:
+            return
+        if not self.conversation_id:
+            self._new_draft = text
+        else:
+            store.save_draft(user.user_id, self.conversation_id, text)
+
+    @rx.event
+    def dismiss_notice(self):
+        """Hide the notice above the composer."""
+        self.notice = self.notice_kind = ""
+
+    # ── Turns ────────────────────────────────────────────────────────────────
 
     @rx.event
     async def stop(self):
-        """Stop the running turn; the upstream request is closed at once."""
-        await turns.cancel(self.router.session.client_token)
+        """Stop this conversation's answer; the upstream request is closed at once."""
+        user = self._current_user()
+        if user is None or not self.conversation_id:
+            return
+        if store.request_stop(user.user_id, self.conversation_id) is not None:
+            await turns.cancel(self.conversation_id)
 
     @rx.event(background=True)
     async def send(self, form_data: dict[str, Any]):
-        """Send the composer's text and stream the reply."""
+        """Store the composer's question and stream the answer."""
         text = str(form_data.get("prompt", "")).strip()
         if not text:
             return
         async with self:
-            if self.busy:
-                return
-            self.messages.append(_message("user", text))
-        async for update in self._run_turn():
-            yield update
-
-    @rx.event(background=True)
-    async def retry(self):
-        """Ask again for the last question, keeping the failed reply above it."""
-        async with self:
-            if self.busy or not any(m["role"] == "user" for m in self.messages):
-                return
-        async for update in self._run_turn():
-            yield update
-
-    async def _run_turn(self):
-        async with self:
             user = self._current_user()
-            if user is not None and not self._session_id:
-                self._session_id = str(uuid.uuid4())
-            self.phase = "connecting"
-            self.draft = ""
-            history = [
-                {"role": m["role"], "content": m["content"]}
-                for m in self.messages
-                if m["status"] in ("done", "stopped") and m["content"]
-            ]
-            session_id = self._session_id
-            client_token = self.router.session.client_token
-            if user is None:
-                self.phase = ""
+            conversation_id = self.conversation_id
+            refusal = self._refusal_before_send(user, conversation_id)
+            if refusal is None and user is not None and not conversation_id:
+                self._new_draft = ""
         if user is None:
             yield rx.redirect(routes.LOGIN)
             return
+        if refusal is not None:
+            yield rx.set_value("prompt", text)
+            return
+        conversation = (
+            store.get_conversation(user.user_id, conversation_id) if conversation_id else None
+        )
+        if conversation_id and conversation is None:
+            async with self:
+                self._say("This conversation is no longer available.", "missing")
+            return
+        history = (
+            store.branch_history(conversation.id, conversation.leaf_id)
+            if conversation is not None and conversation.leaf_id is not None
+            else []
+        )
+        if await self._over_budget(user, conversation_id, [*history, _user(text)]):
+            yield rx.set_value("prompt", text)
+            return
+        created = conversation is None
+        if conversation is None:
+            conversation = store.create_conversation(user.user_id, text)
+        question = store.add_user_message(
+            user.user_id, conversation.id, text, conversation.leaf_id
+        )
+        if question is None or question.id is None:
+            return
+        turn = _Turn(user, conversation.id, conversation.session_id, question.id)
+        async for update in self._run(turn, created=created):
+            yield update
+
+    @rx.event(background=True)
+    async def regenerate(self, message_id: str):
+        """Ask again for an answer (Retry on a failed one); the old version stays reachable."""
+        async for update in self._answer_again(message_id, continuing=False):
+            yield update
+
+    @rx.event(background=True)
+    async def retry(self, message_id: str):
+        """Retry a failed or stopped answer as a new version of it."""
+        async for update in self._answer_again(message_id, continuing=False):
+            yield update
+
+    @rx.event(background=True)
+    async def continue_answer(self, message_id: str):
+        """Let the model go on from where a stopped or cut answer ended."""
+        async for update in self._answer_again(message_id, continuing=True):
+            yield update
+
+    @rx.event
+    def start_edit(self, message_id: str):
+        """Show the edit box on one of the user's questions."""
+        self.editing_id = "" if self.busy else str(message_id)
+
+    @rx.event
+    def cancel_edit(self):
+        """Close the edit box."""
+        self.editing_id = ""
+
+    @rx.event(background=True)
+    async def submit_edit(self, form_data: dict[str, Any]):
+        """Send an edited question as a new version; the original and its answers stay."""
+        text = str(form_data.get("text", "")).strip()
+        async with self:
+            user = self._current_user()
+            edited = _int(self.editing_id)
+            conversation_id = self.conversation_id
+            refusal = self._refusal_before_send(user, conversation_id)
+            self.editing_id = ""
+        if user is None or edited is None or not text or refusal is not None:
+            return
+        original = store.message_for_user(user.user_id, edited)
+        conversation = store.get_conversation(user.user_id, conversation_id)
+        if (
+            original is None
+            or conversation is None
+            or original.role != "user"
+            or original.conversation_id != conversation_id
+        ):
+            return
+        history = (
+            store.branch_history(conversation_id, original.parent_id)
+            if original.parent_id is not None
+            else []
+        )
+        if await self._over_budget(user, conversation_id, [*history, _user(text)]):
+            return
+        question = store.add_user_message(user.user_id, conversation_id, text, original.parent_id)
+        if question is None or question.id is None:
+            return
+        turn = _Turn(user, conversation_id, conversation.session_id, question.id)
+        async for update in self._run(turn):
+            yield update
+
+    async def _answer_again(self, message_id: str, *, continuing: bool) -> AsyncIterator[Any]:
+        async with self:
+            user = self._current_user()
+            conversation_id = self.conversation_id
+            refusal = self._refusal_before_send(user, conversation_id)
+        target = _int(message_id)
+        if user is None or target is None or refusal is not None:
+            return
+        answer = store.message_for_user(user.user_id, target)
+        conversation = store.get_conversation(user.user_id, conversation_id)
+        if (
+            answer is None
+            or conversation is None
+            or answer.role != "assistant"
+            or answer.conversation_id != conversation_id
+            or answer.parent_id is None
+            or answer.status == "streaming"
+        ):
+            return
+        history = store.branch_history(conversation_id, answer.parent_id)
+        if continuing:
+            if not answer.content:
+                return
+            history = [*history, {"role": "assistant", "content": answer.content}]
+            history.append(_user(CONTINUE_PROMPT))
+        if await self._over_budget(user, conversation_id, history):
+            return
+        turn = _Turn(
+            user,
+            conversation_id,
+            conversation.session_id,
+            answer.parent_id,
+            continue_id=answer.id if continuing else None,
+        )
+        async for update in self._run(turn):
+            yield update
+
+    def _refusal_before_send(self, user: SessionUser | None, conversation_id: str) -> str | None:
+        """Under the lock: why nothing may be sent now (busy, or the tier's quota is spent)."""
+        if user is None:
+            return "signed out"
+        if self.busy or (conversation_id and turns.running(conversation_id)):
+            return "busy"
+        if self._quota_until > time.time() and self._quota_tier == user.tier:
+            self._say(self._quota_message, "quota")
+            return "quota"
+        return None
+
+    async def _over_budget(
+        self, user: SessionUser, conversation_id: str, messages: Sequence[dict[str, str]]
+    ) -> bool:
+        """Check the budgets before sending; say why when the request must not go out."""
+        settings = get_settings()
+        allowance = budgets.allowance_for(
+            user.user_id,
+            user.tier,
+            conversation_id or None,
+            daily_budget=settings.daily_token_budget(user.tier),
+            conversation_cap=settings.conversation_token_cap,
+        )
+        refusal = allowance.refusal(budgets.estimate_prompt_tokens(messages))
+        if refusal is None:
+            return False
+        async with self:
+            self._say(refusal[1], refusal[0])
+            self.allowance = allowance.summary()
+        return True
+
+    async def _run(self, turn: _Turn, *, created: bool = False) -> AsyncIterator[Any]:
+        """Create (or reopen) the answer, stream it, and end it the same way whatever happens."""
+        user, conversation_id = turn.user, turn.conversation_id
+        run_id = f"{_PROCESS_ID}-{uuid.uuid4().hex[:8]}"
+        if turn.continue_id is not None:
+            answer = store.resume_answer(user.user_id, conversation_id, turn.continue_id, run_id)
+            history = store.branch_history(conversation_id, turn.continue_id)
+            history.append(_user(CONTINUE_PROMPT))
+        else:
+            answer = store.start_answer(user.user_id, conversation_id, turn.question_id, run_id)
+            history = store.branch_history(conversation_id, turn.question_id)
+        if answer is None or answer.id is None:
+            return
+        prefix = answer.content
         task = asyncio.current_task()
         assert task is not None
-        turns.register(client_token, task)
-        text, status, error = "", "done", ""
+        async with self:
+            client_token = self.router.session.client_token
+            if created or self.conversation_id == conversation_id:
+                self.conversation_id = conversation_id
+                self.missing = False
+                self._reload_window(user, hide=answer.id)
+                self.draft, self.phase = prefix, "connecting"
+                self.notice = self.notice_kind = ""
+                self.live_status = "Answering…"
+                self._refresh_sidebar(user)
+        turns.register(conversation_id, task)
+        _attached[conversation_id] = client_token
+        recorder = TurnRecorder(answer.id, run_id, prefix)
+        saver = asyncio.create_task(recorder.keep_saving(on_lost=task.cancel))
+        outcome = _Outcome()
         try:
-            stream = await get_client().chat.completions.create(
-                messages=history,
-                stream=True,
-                user_id=user.behest_user_id,
-                tier=user.tier,
-                session_id=session_id,
-            )
-            async with self:
-                self.phase = "waiting"
-            flush_seconds = get_settings().stream_flush_ms / 1000
-            last_push = 0.0
-            async with stream:
-                async for chunk in stream:
-                    choices = chunk.get("choices") or []
-                    piece = (choices[0].get("delta") or {}).get("content") if choices else None
-                    if not piece:
-                        continue
-                    text += piece
-                    now = time.monotonic()
-                    if now - last_push >= flush_seconds:
-                        last_push = now
-                        async with self:
-                            self.phase = "streaming"
-                            self.draft = text
+            if created:
+                # The address becomes the conversation's, so a reload finds it again.
+                yield rx.redirect(conversation_path(conversation_id))
+            await self._stream(turn, history, recorder, outcome)
         except asyncio.CancelledError:
-            status, error = "stopped", "Stopped."
+            task.uncancel()
+            stopped = not recorder.lost and await asyncio.to_thread(
+                store.stop_requested, answer.id
+            )
+            outcome.end("stopped" if stopped else "interrupted", "stopped" if stopped else "interrupted")
+        except TimeoutError:  # the app's idle timeout (asyncio), not the client's
+            outcome.end("error", "timeout")
         except errors.BehestError as exc:
-            status = "error"
-            error = describe_error(exc)[1]
+            kind, text = explain_failure(exc)
+            outcome.end("error", kind, text, exc.trace_id)
         finally:
-            turns.unregister(client_token, task)
+            saver.cancel()
+            turns.unregister(conversation_id, task)
+            if _attached.get(conversation_id) == client_token:
+                del _attached[conversation_id]
+            await self._finish(turn, answer.id, run_id, recorder, history, outcome)
+
+    async def _stream(
+        self,
+        turn: _Turn,
+        history: list[dict[str, str]],
+        recorder: TurnRecorder,
+        outcome: _Outcome,
+    ) -> None:
+        """Send the request (waiting out 429s) and read the stream into ``recorder``."""
+        settings = get_settings()
+        idle = settings.stream_idle_timeout_s
+        flush_seconds = settings.stream_flush_ms / 1000
+        for attempt in range(_RATE_LIMIT_RETRIES + 1):
+            try:
+                stream = await asyncio.wait_for(
+                    get_client().chat.completions.create(
+                        messages=history,
+                        stream=True,
+                        user_id=turn.user.behest_user_id,
+                        tier=turn.user.tier,
+                        session_id=turn.session_id,
+                        stream_options={"include_usage": True},
+                    ),
+                    timeout=idle,
+                )
+                break
+            except errors.RateLimitError as exc:
+                if attempt == _RATE_LIMIT_RETRIES:
+                    raise
+                await self._count_down(turn.conversation_id, max(1, exc.retry_after or 1))
+        outcome.sent = True
+        outcome.trace_id = stream.trace_id or ""
+        await self._show(turn.conversation_id, phase="waiting")
+        last_push = 0.0
+        async with stream:
+            chunks = stream.__aiter__()
+            while True:
+                try:
+                    async with asyncio.timeout(idle):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                usage = chunk.get("usage")
+                if isinstance(usage, dict):
+                    outcome.usage = usage
+                choices = chunk.get("choices") or []
+                piece = (choices[0].get("delta") or {}).get("content") if choices else None
+                if not piece:
+                    continue
+                recorder.append(piece)
+                now = time.monotonic()
+                if now - last_push >= flush_seconds:
+                    last_push = now
+                    await self._show(turn.conversation_id, phase="streaming", draft=recorder.text)
+        outcome.end("done", "")
+
+    async def _count_down(self, conversation_id: str, seconds: int) -> None:
+        """429: show the wait second by second, then let the caller try again."""
+        for left in range(seconds, 0, -1):
+            await self._show(conversation_id, phase="rate_limited", retry_in=left)
+            await asyncio.sleep(1)
+        await self._show(conversation_id, phase="connecting", retry_in=0)
+
+    async def _show(self, conversation_id: str, **values: Any) -> None:
+        """Update the tab, if it still shows this conversation."""
+        async with self:
+            if self.conversation_id != conversation_id:
+                return
+            for name, value in values.items():
+                setattr(self, name, value)
+
+    async def _finish(
+        self,
+        turn: _Turn,
+        answer_id: int,
+        run_id: str,
+        recorder: TurnRecorder,
+        history: list[dict[str, str]],
+        outcome: _Outcome,
+    ) -> None:
+        """Store the ending and the usage, then show it."""
+        prompt_tokens = completion_tokens = 0
+        estimated = False
+        if outcome.usage is not None:
+            prompt_tokens = _count(outcome.usage.get("prompt_tokens"))
+            completion_tokens = _count(outcome.usage.get("completion_tokens"))
+        elif outcome.sent:
+            # The stream ended before its usage chunk; the gateway still counts what it sent.
+            prompt_tokens = budgets.estimate_prompt_tokens(history)
+            completion_tokens = recorder.chunks
+            estimated = True
+        user = turn.user
+        await asyncio.to_thread(
+            store.finish_answer,
+            answer_id,
+            run_id,
+            status=outcome.status,
+            content=recorder.text,
+            error_kind=outcome.kind,
+            error=outcome.text or _ENDINGS.get(outcome.kind, ""),
+            trace_id=outcome.trace_id,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            usage_estimated=estimated,
+        )
+        if prompt_tokens or completion_tokens:
+            await asyncio.to_thread(
+                lambda: store.record_usage(
+                    user_id=user.user_id,
+                    conversation_id=turn.conversation_id,
+                    session_id=turn.session_id,
+                    message_id=answer_id,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    estimated=estimated,
+                )
+            )
+        with contextlib.suppress(Exception):
             async with self:
-                self.messages.append(_message("assistant", text, status, error))
-                self.draft = ""
-                self.phase = ""
+                if outcome.kind == "quota":
+                    # The gateway will refuse until its day ends: do not ask it again.
+                    self._quota_until = budgets.next_utc_midnight().timestamp()
+                    self._quota_tier, self._quota_message = user.tier, outcome.text
+                if self.conversation_id == turn.conversation_id:
+                    self._reload_window(user)
+                    self.draft, self.phase, self.retry_in = "", "", 0
+                    self.live_status = _LIVE_ENDINGS.get(outcome.status, "")
+                self._refresh_sidebar(user)
+                self._refresh_allowance(user)
+
+    # ── Helpers (called under the lock) ──────────────────────────────────────
+
+    def _reload_window(self, user: SessionUser, hide: int | None = None) -> None:
+        views, self.has_older = store.window(user.user_id, self.conversation_id)
+        self.messages = _rows([v for v in views if v.id != hide])
+
+    def _refresh_sidebar(self, user: SessionUser) -> None:
+        self.conversations = [
+            {"id": c.id, "title": c.title}
+            for c in store.list_conversations(user.user_id, self.search)
+        ]
+
+    def _refresh_allowance(self, user: SessionUser) -> None:
+        settings = get_settings()
+        self.allowance = budgets.allowance_for(
+            user.user_id,
+            user.tier,
+            self.conversation_id or None,
+            daily_budget=settings.daily_token_budget(user.tier),
+            conversation_cap=settings.conversation_token_cap,
+        ).summary()
+
+    def _say(self, text: str, kind: str) -> None:
+        self.notice, self.notice_kind = text, kind
+
+
+class _Outcome:
+    """How a turn ended, filled in as it runs."""
+
+    def __init__(self) -> None:
+        self.status = "interrupted"
+        self.kind = "interrupted"
+        self.text = ""
+        self.trace_id = ""
+        self.sent = False
+        self.usage: dict[str, Any] | None = None
+
+    def end(self, status: str, kind: str, text: str = "", trace_id: str | None = None) -> None:
+        self.status, self.kind, self.text = status, kind, text
+        if trace_id:
+            self.trace_id = trace_id
+
+
+_ENDINGS = {
+    "stopped": "Stopped. The part that arrived is kept.",
+    "interrupted": "The answer was interrupted. The part that arrived is kept.",
+    "timeout": "The answer stopped arriving in time. The part that arrived is kept; retry.",
+}
+_LIVE_ENDINGS = {
+    "done": "The answer is complete.",
+    "stopped": "Stopped. The partial answer is kept.",
+    "error": "The answer failed. The partial answer is kept.",
+    "interrupted": "The answer was interrupted. The partial answer is kept.",
+}
+_RETRYABLE = {"stopped", "error", "interrupted"}
+_NOT_CONTINUABLE = {"quota", "rate_limited", "auth", "forbidden", "bad_request"}
+
+
+def _rows(views: Sequence[MessageView]) -> list[dict[str, str]]:
+    """Message rows for the page; every value a string, as ``rx.foreach`` wants them."""
+    rows = []
+    last = len(views) - 1
+    for index, v in enumerate(views):
+        tokens = v.prompt_tokens + v.completion_tokens
+        failed = v.role == "assistant" and v.status in _RETRYABLE
+        rows.append(
+            {
+                "id": str(v.id),
+                "role": v.role,
+                "content": v.content,
+                "status": v.status,
+                "error": v.error,
+                "kind": v.error_kind,
+                "trace_id": v.trace_id,
+                "tokens": (
+                    f"{'≈' if v.usage_estimated else ''}{tokens:,} tokens"
+                    if v.role == "assistant" and tokens
+                    else ""
+                ),
+                "version": str(v.version),
+                "versions": str(v.versions),
+                "retry": "1" if failed and v.error_kind != "quota" else "",
+                "regenerate": "1" if v.role == "assistant" and v.status == "done" else "",
+                "continue": (
+                    "1"
+                    if failed and index == last and v.content and v.error_kind not in _NOT_CONTINUABLE
+                    else ""
+                ),
+            }
+        )
+    return rows
+
+
+def _conversation_in(path: str) -> str:
+    """The conversation id in ``/chat/<id>/`` (empty for ``/chat``)."""
+    parts = [p for p in (path or "").split("/") if p]
+    return parts[1] if len(parts) >= 2 and parts[0] == routes.CHAT.strip("/") else ""
+
+
+def _user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+def _int(value: object) -> int | None:
+    try:
+        number = int(str(value))
+    except ValueError:
+        return None
+    return number if number > 0 else None
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

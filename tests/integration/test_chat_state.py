@@ -39,13 +39,14 @@ class Recorder:
 
 @dataclass
 class Tab:
-    """One browser tab's identity as the processor sees it."""
+    """One browser tab's identity as the processor sees it, on the page at `path`."""
 
     processor: Any
     manager: Any
     recorder: Recorder
     cookie: str
     token: str = field(default_factory=lambda: str(uuid.uuid4()))
+    path: str = "/chat/"
 
     def event(self, handler: str, **payload: Any):
         from reflex_base.event import Event
@@ -56,7 +57,8 @@ class Tab:
             name=f"{ChatState.get_full_name()}.{handler}",
             payload=payload,
             router_data={
-                "pathname": "/chat",
+                "pathname": "/chat/[[cid]]",
+                "asPath": self.path,
                 "query": {},
                 "token": self.token,
                 "sid": "test-sid",
@@ -67,6 +69,11 @@ class Tab:
     async def run(self, handler: str, **payload: Any) -> None:
         future = await self.processor.enqueue(self.token, self.event(handler, **payload))
         await asyncio.wait_for(future.wait_all(), 20)
+
+    async def open(self, path: str = "/chat/") -> None:
+        """Load a page as the browser does (hydrate, then the page's on_load)."""
+        self.path = path
+        await self.run("load")
 
     async def state(self):
         from reflex.istate.manager.token import BaseStateToken
@@ -104,7 +111,9 @@ async def _open_tab(cookie: str) -> AsyncIterator[Tab]:
         state_manager=manager, event_namespace=recorder
     )
     async with processor:
-        yield Tab(processor, manager, recorder, cookie)
+        tab = Tab(processor, manager, recorder, cookie)
+        await tab.open()
+        yield tab
     if services._client is not None:
         await services._client.aclose()
         services._client = None
@@ -167,9 +176,15 @@ async def test_cut_stream_keeps_the_partial_reply_marked_with_retry(tab: Tab, ga
     assert reply["status"] == "error" and reply["content"]
     assert "cut off" in reply["error"]
 
-    await tab.run("retry")
+    await tab.run("retry", message_id=reply["id"])
     state = await tab.state()
-    assert [m["status"] for m in state.messages] == ["done", "error", "done"]
+    # The retried answer is a new version; the cut one stays reachable as version 1.
+    assert [m["status"] for m in state.messages] == ["done", "done"]
+    assert (state.messages[1]["version"], state.messages[1]["versions"]) == ("2", "2")
+    await tab.run("show_version", message_id=state.messages[1]["id"], step=-1)
+    state = await tab.state()
+    assert [m["status"] for m in state.messages] == ["done", "error"]
+    assert state.messages[1]["content"] == reply["content"]
 
 
 async def test_quota_error_is_explained_by_kind(tab: Tab, gateway) -> None:

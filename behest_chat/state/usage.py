@@ -1,0 +1,96 @@
+"""The usage page: the signed-in user's tokens per day and per conversation, and their CSV.
+
+Figures come from the usage ledger only (``behest_chat.usage``), filtered by the user taken
+from the server-side session on every event; nothing identifies another user's data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import reflex as rx
+
+from behest_chat import routes
+from behest_chat.conversations import budgets
+from behest_chat.settings import get_settings
+from behest_chat.state.auth import AuthState
+from behest_chat.usage import per_conversation, per_day, user_csv
+
+__all__ = ["USAGE_DAYS", "UsageState"]
+
+USAGE_DAYS = 30
+_CHART_CONVERSATIONS = 10
+
+
+class UsageState(AuthState):
+    """What the usage page shows."""
+
+    by_day: list[dict[str, str | int]] = []
+    by_conversation: list[dict[str, str | int]] = []
+    window: str = ""
+    total_tokens: int = 0
+    total_requests: int = 0
+    allowance: str = ""
+
+    @rx.event
+    def load(self):
+        """on_load: the last 30 UTC days of the user's usage."""
+        user = self._current_user()
+        if user is None:
+            return rx.redirect(routes.LOGIN)
+        today = datetime.now(UTC).date()
+        since = today - timedelta(days=USAGE_DAYS - 1)
+        days = per_day(user.user_id, since, today)
+        self.by_day = [
+            {
+                "day": d.day.isoformat(),
+                "label": d.day.strftime("%b %d"),
+                "tokens": d.total_tokens,
+                "prompt": d.prompt_tokens,
+                "completion": d.completion_tokens,
+                "requests": d.requests,
+            }
+            for d in days
+        ]
+        self.by_conversation = [
+            {
+                "title": c.title,
+                "session": c.session_id,
+                "tokens": c.total_tokens,
+                "prompt": c.prompt_tokens,
+                "completion": c.completion_tokens,
+                "requests": c.requests,
+            }
+            for c in per_conversation(user.user_id, since)
+        ]
+        self.total_tokens = sum(d.total_tokens for d in days)
+        self.total_requests = sum(d.requests for d in days)
+        self.window = f"{since.isoformat()} to {today.isoformat()} (UTC)"
+        settings = get_settings()
+        self.allowance = budgets.allowance_for(
+            user.user_id,
+            user.tier,
+            None,
+            daily_budget=settings.daily_token_budget(user.tier),
+            conversation_cap=None,
+        ).summary()
+        return None
+
+    @rx.var
+    def chart_conversations(self) -> list[dict[str, str | int]]:
+        """The conversations with the most tokens, for the chart."""
+        return self.by_conversation[:_CHART_CONVERSATIONS]
+
+    @rx.event
+    def download_csv(self):
+        """The same figures as a CSV file (per day and conversation)."""
+        user = self._current_user()
+        if user is None:
+            return rx.redirect(routes.LOGIN)
+        today = datetime.now(UTC).date()
+        since = today - timedelta(days=USAGE_DAYS - 1)
+        return rx.download(
+            data=user_csv(user.user_id, since, today),
+            filename=f"behest-usage-{since.isoformat()}-{today.isoformat()}.csv",
+            mime_type="text/csv",
+        )
