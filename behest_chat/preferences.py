@@ -1,0 +1,91 @@
+"""Per-user preferences: how a user's chat turns reach Behest.
+
+- ``"relay"`` (the default): the app's server streams the completion and pushes it to the
+  page (``state/chat.py``).
+- ``"direct"``: the page calls Behest itself with the user's per-user token
+  (``assets/direct.js``) and hands the finished turn back to the app.
+
+Stored in the ``transport_preference`` table (one row per user who chose; no row means the
+default), created by the Alembic revision ``0003_transport_preference``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, cast
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from behest_chat.accounts.models import utcnow
+from behest_chat.db import session_scope
+
+__all__ = [
+    "DEFAULT_TRANSPORT",
+    "TRANSPORTS",
+    "Transport",
+    "TransportPreference",
+    "get_transport",
+    "set_transport",
+]
+
+Transport = Literal["relay", "direct"]
+TRANSPORTS: tuple[Transport, ...] = ("relay", "direct")
+DEFAULT_TRANSPORT: Transport = "relay"
+
+
+class TransportPreference(SQLModel, table=True):
+    """A user's chosen transport; users without a row use :data:`DEFAULT_TRANSPORT`."""
+
+    __tablename__ = "transport_preference"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "transport IN ('relay', 'direct')", name="ck_transport_preference_transport"
+        ),
+    )
+
+    user_id: int = Field(foreign_key="user.id", ondelete="CASCADE", primary_key=True)
+    transport: str = Field(max_length=16)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+def get_transport(user_id: int) -> Transport:
+    """The transport this user's chat turns should use.
+
+    Args:
+        user_id: the database id (``SessionUser.user_id``).
+
+    Returns:
+        ``"relay"`` or ``"direct"``; ``"relay"`` when the user never chose.
+    """
+    with session_scope() as db:
+        row = db.get(TransportPreference, user_id)
+        if row is None or row.transport not in TRANSPORTS:
+            return DEFAULT_TRANSPORT
+        return cast(Transport, row.transport)
+
+
+def set_transport(user_id: int, transport: str) -> Transport:
+    """Store the user's choice.
+
+    Args:
+        user_id: the database id (``SessionUser.user_id``).
+        transport: ``"relay"`` or ``"direct"``.
+
+    Returns:
+        The stored transport.
+
+    Raises:
+        ValueError: ``transport`` is not one of :data:`TRANSPORTS` (one line).
+    """
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport: expected 'relay' or 'direct', got {transport!r}")
+    with session_scope() as db:
+        row = db.get(TransportPreference, user_id)
+        if row is None:
+            row = TransportPreference(user_id=user_id, transport=transport)
+        else:
+            row.transport = transport
+            row.updated_at = utcnow()
+        db.add(row)
+    return cast(Transport, transport)
