@@ -3,8 +3,9 @@
 // window.behestDirect:
 //   streamChat({baseUrl, messages, sessionId, threadId, signal, onDelta, onUsage,
 //               maxTokens, maxRetries})
-//     -> Promise<{text, status: "done"|"stopped"|"error", kind, code, message, httpStatus,
-//                 retryAfter, traceId, usage, sessionId}>   (never rejects)
+//     -> Promise<{text, status: "done"|"stopped"|"error", kind, code, message, detail,
+//                 httpStatus, retryAfter, traceId, usage, sessionId}>   (never rejects)
+//     onDelta(piece, textSoFar) per content piece; onUsage(usage) for the usage chunk.
 //   runTurn({baseUrl, messages, sessionId, threadId, target})
 //     -> the same result; renders the reply into the element `target` (a CSS selector)
 //        while it streams. stop() aborts it. Made for rx.call_script(..., callback=...).
@@ -12,6 +13,8 @@
 //   checkOrigin({baseUrl})
 //     -> Promise<{result: "pass"|"origin_blocked"|"token_unreachable"|"gateway_unreachable"
 //                         |"gateway_error"|"signed_out", origin, baseUrl, detail}>
+//     Token fetch, then a "no-cors" probe (reachable at all?), then a real cross-origin
+//     one-token request (CORS preflight + POST). Fails while reachable = origin blocked.
 //   tokenInfo() -> {cached, expiresAt, sessionId, fetches}   (never the token itself)
 //   _debugExpireToken() -> make the cached token look 30 s from expiry (tests).
 //
@@ -386,8 +389,19 @@
   }
 
   // ── the settings page's origin check ───────────────────────────────────────
+  // Whether this browser reaches the gateway at all. A "no-cors" request needs no CORS
+  // approval (its answer is opaque), so it fails only when the gateway cannot be reached.
+  async function browserReaches(baseUrl) {
+    try {
+      await fetch(baseUrl + "/v1/models", { mode: "no-cors", credentials: "omit", cache: "no-store" });
+      return true;
+    } catch (_) {
+      return false;
+    }
+  }
+
   // Whether the app's server reaches the gateway: true, false, or null when unknown.
-  async function gatewayReachable() {
+  async function serverReaches() {
     try {
       const response = await fetch(GATEWAY_STATUS_PATH, { credentials: "same-origin", cache: "no-store" });
       if (!response.ok) return null;
@@ -410,10 +424,7 @@
       if (err.kind === "signed_out") return report("signed_out", "the token endpoint answered 401");
       return report("token_unreachable", err.message);
     }
-    const reachable = await gatewayReachable();
-    if (reachable === false) {
-      return report("gateway_unreachable", baseUrl + " does not answer the app's server either");
-    }
+    const reachable = await browserReaches(baseUrl);
     // A cross-origin POST with Authorization and X-Session-Id: the browser sends a CORS
     // preflight first, then the one-token request itself.
     const chat = await streamChat({
@@ -426,16 +437,28 @@
       return report("pass", "preflight and a one-token request to " + baseUrl + " succeeded");
     }
     if (chat.kind === "unreachable") {
-      if (reachable === true) {
-        return report("origin_blocked", "the gateway is up, but the browser blocked the call from " + origin);
+      if (reachable) {
+        return report(
+          "origin_blocked",
+          "the gateway answers this browser, but refused a CORS request from " + origin
+        );
       }
-      return report("gateway_unreachable", baseUrl + " could not be reached from this browser");
+      const server = await serverReaches();
+      return report(
+        "gateway_unreachable",
+        baseUrl + " does not answer this browser" +
+          (server === true
+            ? "; the app's server does reach the gateway, so the URL for browsers may be wrong"
+            : server === false
+              ? ", nor the app's server"
+              : "")
+      );
     }
     if (chat.kind === "signed_out") return report("signed_out", "the token endpoint answered 401");
     if (chat.kind === "token") return report("token_unreachable", chat.detail);
     return report(
       "gateway_error",
-      "this origin is allowed, but the test request failed: HTTP " + chat.httpStatus +
+      "the test request failed: HTTP " + chat.httpStatus +
         (chat.code ? " " + chat.code : "") + (chat.detail ? " (" + chat.detail + ")" : "")
     );
   }

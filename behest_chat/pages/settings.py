@@ -1,4 +1,5 @@
-"""The settings page: mode, endpoints, ids, TTL, tier, and the allowed-origins check."""
+"""The settings page: mode, endpoints, ids, TTL, tier, the transport choice, and the
+allowed-origins check (as configured, and "Check from this browser" for real)."""
 
 from __future__ import annotations
 
@@ -68,8 +69,106 @@ def _origin_check() -> rx.Component:
     )
 
 
+def _transport_choice(value: str, label: str, hint: str) -> rx.Component:
+    return rx.text(
+        rx.flex(
+            rx.radio_group.item(value=value, **testid(f"transport-{value}")),
+            rx.vstack(
+                rx.text(label, weight="medium"),
+                rx.text(hint, size="1", color_scheme="gray"),
+                spacing="0",
+            ),
+            spacing="2",
+            align="start",
+        ),
+        as_="label",
+        size="2",
+    )
+
+
+def _transport() -> rx.Component:
+    return rx.radio_group.root(
+        rx.vstack(
+            _transport_choice(
+                "relay",
+                "Server relay",
+                "This app's server calls Behest and streams the answer to your page.",
+            ),
+            _transport_choice(
+                "direct",
+                "Browser direct",
+                "Your page calls Behest itself with your per-user token (needs this "
+                "browser's origin in the allowed origins); the app stores the finished answer.",
+            ),
+            spacing="3",
+        ),
+        value=SettingsState.transport,
+        on_change=SettingsState.choose_transport,
+        custom_attrs={"data-testid": "transport", "data-value": SettingsState.transport},
+    )
+
+
+def _check_result() -> rx.Component:
+    result = SettingsState.check_result
+    return rx.callout.root(
+        rx.vstack(
+            rx.text(SettingsState.check_message, **testid("origin-check-message")),
+            rx.cond(
+                SettingsState.check_fix != "",
+                rx.code_block(
+                    SettingsState.check_fix,
+                    language="bash",
+                    can_copy=True,
+                    wrap_long_lines=True,
+                    width="100%",
+                    **testid("origin-check-fix"),
+                ),
+            ),
+            rx.cond(
+                SettingsState.check_detail != "",
+                rx.text(
+                    "Detail: ",
+                    SettingsState.check_detail,
+                    size="1",
+                    color_scheme="gray",
+                    **testid("origin-check-detail"),
+                ),
+            ),
+            width="100%",
+        ),
+        color_scheme=rx.match(result, ("pass", "green"), ("origin_blocked", "amber"), "red"),
+        width="100%",
+        overflow_wrap="anywhere",
+        custom_attrs={"data-testid": "origin-check-result", "data-result": result},
+    )
+
+
+def _browser_check() -> rx.Component:
+    return rx.vstack(
+        rx.text(
+            "Fetches a token from this app, then calls the gateway at ",
+            rx.code(SettingsState.public_base_url),
+            " from this page: a CORS preflight and a one-token request.",
+            color_scheme="gray",
+            size="2",
+        ),
+        rx.button(
+            "Check from this browser",
+            on_click=SettingsState.run_origin_check,
+            loading=SettingsState.check_result == "running",
+            **testid("origin-check-run"),
+        ),
+        rx.cond(
+            (SettingsState.check_result != "") & (SettingsState.check_result != "running"),
+            _check_result(),
+        ),
+        spacing="3",
+        width="100%",
+    )
+
+
 def settings_page() -> rx.Component:
-    """Read-only configuration; keys appear only as a fingerprint."""
+    """Configuration (keys only as a fingerprint), the origin checks and the transport."""
     return page(
         rx.box(
             rx.vstack(
@@ -106,6 +205,12 @@ def settings_page() -> rx.Component:
                     **testid("allowed-origins"),
                 ),
                 _origin_check(),
+                _browser_check(),
+                rx.heading("Transport", size="4"),
+                rx.text(
+                    "How your chat turns reach Behest.", color_scheme="gray", size="2"
+                ),
+                _transport(),
                 spacing="4",
                 width="100%",
             ),

@@ -1,17 +1,41 @@
-"""The settings page: a read-only view of the Behest configuration, never the keys."""
+"""The settings page: the Behest configuration (never the keys), the user's transport, and
+the allowed-origins check, both as configured and as this browser really experiences it.
+
+"Check from this browser" runs ``behestDirect.checkOrigin`` (``assets/direct.js``) in the
+page through ``rx.call_script``; the page reports back only a verdict (never the token),
+and :meth:`SettingsState.origin_checked` turns it into a sentence and, for a blocked
+origin, the ``.env`` line that adds it. The origin in that line is the one the server saw
+in the websocket handshake, not one the page claims.
+"""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import reflex as rx
 
 from behest_chat import routes
-from behest_chat.origins import is_allowed, normalize_origin, suggest_line
-from behest_chat.settings import get_settings
+from behest_chat.api import TOKEN_PATH
+from behest_chat.origins import OriginError, is_allowed, normalize_origin, suggest_line
+from behest_chat.preferences import TRANSPORTS, get_transport, set_transport
+from behest_chat.settings import Settings, get_settings
 from behest_chat.state.auth import AuthState
 
-__all__ = ["SettingsState"]
+__all__ = ["CHECK_RESULTS", "SettingsState"]
 
 _TIER_NAMES = {1: "free", 2: "pro", 3: "max"}
+_ORIGINS_VARIABLE = "BEHEST_ALLOWED_ORIGINS"
+# Verdicts of behestDirect.checkOrigin; anything else the page sends is shown as "error".
+CHECK_RESULTS = (
+    "pass",
+    "origin_blocked",
+    "token_unreachable",
+    "gateway_unreachable",
+    "gateway_error",
+    "signed_out",
+)
+_MAX_DETAIL_CHARS = 300
 
 
 class SettingsState(AuthState):
@@ -30,6 +54,12 @@ class SettingsState(AuthState):
     browser_origin: str = ""
     origin_allowed: bool = False
     origin_fix: str = ""
+    transport: str = "relay"
+    # "" (not run) | "running" | one of CHECK_RESULTS | "error"
+    check_result: str = ""
+    check_message: str = ""
+    check_detail: str = ""
+    check_fix: str = ""
 
     @rx.event
     def load(self):
@@ -57,7 +87,111 @@ class SettingsState(AuthState):
             ""
             if self.origin_allowed or not self.browser_origin
             else suggest_line(
-                "BEHEST_ALLOWED_ORIGINS", settings.allowed_origins, self.browser_origin
+                _ORIGINS_VARIABLE, settings.allowed_origins, self.browser_origin
             )
         )
+        self.transport = get_transport(user.user_id)
+        self._clear_check()
         return None
+
+    @rx.event
+    def choose_transport(self, value: str):
+        """Store how this user's chat turns reach Behest: "relay" or "direct"."""
+        user = self._current_user()
+        if user is None:
+            return rx.redirect(routes.LOGIN)
+        if value in TRANSPORTS:
+            self.transport = set_transport(user.user_id, value)
+        return None
+
+    @rx.event
+    def run_origin_check(self):
+        """Run the check in the page: token fetch, CORS preflight, one-token request."""
+        if self._current_user() is None:
+            return rx.redirect(routes.LOGIN)
+        self._clear_check()
+        self.check_result = "running"
+        options = json.dumps({"baseUrl": get_settings().behest_public_base_url})
+        return rx.call_script(
+            f"window.behestDirect.checkOrigin({options})",
+            callback=SettingsState.origin_checked,
+        )
+
+    @rx.event
+    def origin_checked(self, report: dict[str, Any]):
+        """Show the verdict the page reported (see ``checkOrigin`` in assets/direct.js)."""
+        if self._current_user() is None:
+            return rx.redirect(routes.LOGIN)
+        data = report if isinstance(report, dict) else {}
+        result = data.get("result")
+        result = result if result in CHECK_RESULTS else "error"
+        origin = self.browser_origin or _origin_or_empty(data.get("origin"))
+        detail = data.get("detail")
+        self.check_result = result
+        self.check_detail = detail[:_MAX_DETAIL_CHARS] if isinstance(detail, str) else ""
+        settings = get_settings()
+        self.check_message = _verdict(result, origin, settings)
+        self.check_fix = (
+            suggest_line(_ORIGINS_VARIABLE, settings.allowed_origins, origin)
+            if result == "origin_blocked" and origin
+            else ""
+        )
+        return None
+
+    def _clear_check(self) -> None:
+        self.check_result = ""
+        self.check_message = ""
+        self.check_detail = ""
+        self.check_fix = ""
+
+
+def _origin_or_empty(value: Any) -> str:
+    if not isinstance(value, str):
+        return ""
+    try:
+        return normalize_origin(value)
+    except OriginError:
+        return ""
+
+
+def _verdict(result: str, origin: str, settings: Settings) -> str:
+    """One or two sentences for a check result."""
+    base = settings.behest_public_base_url
+    here = origin or "this page's origin"
+    if result == "pass":
+        return (
+            f"Passed: this browser ({here}) got a token from the app and called {base} "
+            "directly (CORS preflight and a one-token request)."
+        )
+    if result == "origin_blocked":
+        if origin and is_allowed(origin, settings.allowed_origins):
+            return (
+                f"Blocked by CORS: the gateway at {base} is up but refuses {origin}, although "
+                f"{_ORIGINS_VARIABLE} lists it. That gateway keeps its own list: add {origin} "
+                "under Project → Settings → Allowed Origins."
+            )
+        where = (
+            "Add it to .env and restart the app:"
+            if settings.uses_embedded_gateway
+            else "Add it under Project → Settings → Allowed Origins in the Behest dashboard, "
+            "and to .env:"
+        )
+        return (
+            f"Blocked by CORS: the gateway at {base} is up, but {here} is not an allowed "
+            f"origin. {where}"
+        )
+    if result == "token_unreachable":
+        return (
+            f"The app's token endpoint ({TOKEN_PATH}) gave no token, so nothing was sent to "
+            "the gateway."
+        )
+    if result == "gateway_unreachable":
+        return (
+            f"The gateway at {base} could not be reached. Is it running, and is "
+            "BEHEST_PUBLIC_BASE_URL the address browsers use?"
+        )
+    if result == "gateway_error":
+        return f"CORS allows {here}, but the gateway at {base} refused the test request."
+    if result == "signed_out":
+        return "You are signed out. Sign in again, then run the check."
+    return "The check did not finish with a usable answer. Reload the page and try again."
