@@ -157,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fail(message: str) -> int:
-    print(f"usage: {message}", file=sys.stderr)
+    print(f"behest_chat.usage: {message}", file=sys.stderr)
     return 1
 
 
