@@ -10,13 +10,26 @@ sentence. The browser's own message is never shown as is.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from behest_chat.behest import errors
 
-__all__ = ["MAX_TEXT_CHARS", "DirectTurn", "read_direct_turn"]
+__all__ = [
+    "DRAFT_SELECTOR",
+    "MAX_TEXT_CHARS",
+    "STOP_SCRIPT",
+    "DirectTurn",
+    "read_direct_turn",
+    "run_turn_script",
+]
+
+# Where runTurn writes the reply while it streams (an element the page renders empty).
+DRAFT_SELECTOR = '[data-testid="direct-draft"]'
+# Stop: aborts the page's fetch, so the gateway sees the disconnect at once.
+STOP_SCRIPT = "window.behestDirect.stop()"
 
 MAX_TEXT_CHARS = 200_000
 _MAX_FIELD_CHARS = 200
@@ -63,6 +76,39 @@ class DirectTurn:
     usage: dict[str, int] | None
     session_id: str
     trace_id: str
+
+
+def run_turn_script(
+    *,
+    base_url: str,
+    messages: Sequence[Mapping[str, str]],
+    session_id: str,
+    thread_id: str | None = None,
+    target: str = DRAFT_SELECTOR,
+) -> str:
+    """The JavaScript that runs one browser-direct turn, for ``rx.call_script``.
+
+    Use it as ``rx.call_script(run_turn_script(...), callback=State.handler)``; the handler
+    receives the turn's result object, to be read with :func:`read_direct_turn`.
+
+    Args:
+        base_url: the gateway URL for browsers (``settings.behest_public_base_url``).
+        messages: the conversation so far, ``[{"role", "content"}, ...]``.
+        session_id: the conversation's ``X-Session-Id``.
+        thread_id: the ``X-Thread-Id``, if the conversation has a Behest thread.
+        target: CSS selector of the element the streaming reply is written into.
+
+    Returns:
+        A ``window.behestDirect.runTurn({...})`` call; every value is JSON-encoded.
+    """
+    options = {
+        "baseUrl": base_url,
+        "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+        "sessionId": session_id,
+        "threadId": thread_id,
+        "target": target,
+    }
+    return f"window.behestDirect.runTurn({json.dumps(options)})"
 
 
 def read_direct_turn(payload: Any) -> DirectTurn:

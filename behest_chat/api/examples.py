@@ -8,8 +8,9 @@
 - ``GET /api/behest/gateway-status``: signed-in users only; ``{"reachable": bool, "via":
   "public" | "server" | null}``. The app's server asks ``{BEHEST_PUBLIC_BASE_URL}/v1/models``
   (and, failing that, the URL the server itself uses); any HTTP answer, even 401, means the
-  gateway is up. Browsers report a CORS refusal exactly like a network failure, so
-  ``assets/direct.js`` needs this to tell "origin not allowed" from "gateway down".
+  gateway is up. Browsers report a CORS refusal exactly like a network failure; when the
+  browser cannot reach the gateway at all, ``checkOrigin`` in ``assets/direct.js`` asks
+  this to tell "gateway down" from "the URL for browsers is wrong".
 """
 
 from __future__ import annotations

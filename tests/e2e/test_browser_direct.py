@@ -15,6 +15,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from behest_chat.behest import errors
+from behest_chat.direct import read_direct_turn, run_turn_script
+from behest_chat.state.chat import describe_error
 from tests.e2e.test_chat_flow import JWT, register
 from tests.fixtures.app import free_port
 
@@ -235,6 +238,30 @@ def test_stop_aborts_the_fetch_and_keeps_the_partial_answer(page: Page, app_serv
     assert result["text"] and page.locator("#direct-draft").inner_text() == result["text"]
     assert page.evaluate("window.behestDirect.stop()") is False, "nothing left to stop"
     expect_disconnect(app_server.gateway_stats, disconnects)
+
+
+def test_the_chat_hook_gives_a_turn_the_relay_can_store(page: Page, app_server) -> None:
+    """What the chat page will do: run_turn_script via rx.call_script, then
+    read_direct_turn on the result its callback receives."""
+    register(page)
+    page.evaluate(
+        "document.body.insertAdjacentHTML('beforeend', '<div data-testid=\"direct-draft\"></div>')"
+    )
+    script = run_turn_script(
+        base_url=public_url(app_server),
+        messages=[{"role": "user", "content": "Tell me about lists."}],
+        session_id="conv-hook",
+    )
+    turn = read_direct_turn(page.evaluate(f"async () => {script}"))
+    assert (turn.status, turn.error, turn.session_id) == ("done", None, "conv-hook")
+    assert turn.text and turn.text == page.get_by_test_id("direct-draft").text_content()
+    assert turn.usage is not None and turn.usage["completion_tokens"] > 0
+
+    app_server.set_fault(status=402, code="quota_exceeded")
+    refused = read_direct_turn(page.evaluate(f"async () => {script}"))
+    assert refused.status == "error"
+    assert isinstance(refused.error, errors.QuotaExceededError)
+    assert describe_error(refused.error)[0] == "quota"
 
 
 def expect_disconnect(stats, before: int) -> None:

@@ -109,6 +109,7 @@ def test_the_transport_choice_is_stored_per_user(page: Page, app_server, browser
         expect(someone.get_by_test_id("transport")).to_have_attribute("data-value", "relay")
     finally:
         other.close()
+    page.get_by_test_id("transport").scroll_into_view_if_needed()  # for the screenshot
 
 
 class Forwarder:

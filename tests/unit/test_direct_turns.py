@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
 from behest_chat.behest import errors
-from behest_chat.direct import MAX_TEXT_CHARS, read_direct_turn
+from behest_chat.direct import MAX_TEXT_CHARS, read_direct_turn, run_turn_script
 from behest_chat.state.chat import describe_error
 
 DIRECT_JS = Path(__file__).resolve().parents[2] / "assets" / "direct.js"
@@ -108,3 +109,20 @@ def test_untrusted_fields_are_checked() -> None:
     assert result.error.retry_after is None and result.error.status is None
     assert result.usage is None
     assert len(result.trace_id) == 200
+
+
+def test_the_turn_script_encodes_every_value() -> None:
+    script = run_turn_script(
+        base_url="http://localhost:8787",
+        messages=[{"role": "user", "content": 'say "hi" </script>', "status": "done"}],
+        session_id="conv-1",
+    )
+    prefix, suffix = "window.behestDirect.runTurn(", ")"
+    assert script.startswith(prefix) and script.endswith(suffix)
+    assert json.loads(script[len(prefix) : -len(suffix)]) == {
+        "baseUrl": "http://localhost:8787",
+        "messages": [{"role": "user", "content": 'say "hi" </script>'}],
+        "sessionId": "conv-1",
+        "threadId": None,
+        "target": '[data-testid="direct-draft"]',
+    }
