@@ -16,10 +16,11 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.test_chat_flow import register
+from tests.e2e.test_chat_flow import JWT, register
 from tests.fixtures.app import ROOT, free_port, project_copy, run_app
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +35,7 @@ def run_check(page: Page, expected: str) -> None:
     )
 
 
-def test_the_check_passes_from_the_allowed_origin(page: Page, app_server) -> None:
+def test_the_check_passes_from_the_allowed_origin(page: Page, app_server, recorder) -> None:
     register(page)
     page.get_by_test_id("nav-settings").click()
     expect(page.get_by_test_id("origin-check")).to_have_attribute("data-allowed", "true")
@@ -46,6 +47,23 @@ def test_the_check_passes_from_the_allowed_origin(page: Page, app_server) -> Non
         f"Passed: this browser ({app_server.url}) got a token"
     )
     expect(page.get_by_test_id("origin-check-fix")).to_have_count(0)
+    # The page reports a verdict to the server, never the token it used.
+    assert recorder.frames and not any(JWT.search(frame) for frame in recorder.frames)
+
+
+def test_the_token_endpoint_never_answers_with_wildcard_cors(app_server) -> None:
+    url = f"{app_server.url}/api/behest/token"
+    preflight = {"Access-Control-Request-Method": "POST"}
+    for origin in ("http://evil.example", app_server.gateway_url):
+        refused = httpx.options(url, headers={"Origin": origin, **preflight})
+        assert refused.status_code >= 400
+        assert "access-control-allow-origin" not in refused.headers
+        post = httpx.post(url, headers={"Origin": origin})
+        assert post.status_code == 403
+        assert "access-control-allow-origin" not in post.headers
+    allowed = httpx.options(url, headers={"Origin": app_server.url, **preflight})
+    assert allowed.status_code in (200, 204)
+    assert allowed.headers["access-control-allow-origin"] == app_server.url
 
 
 def test_the_check_says_when_the_token_endpoint_fails(page: Page, app_server) -> None:
