@@ -63,6 +63,9 @@ def composer() -> rx.Component:
                     max_height="12em",
                     width="100%",
                     aria_label="Message",
+                    # Remounted on every page load, filled with that conversation's draft.
+                    key=ChatState.composer_key,
+                    default_value=ChatState.composer_seed,
                     disabled=ChatState.missing,
                     on_blur=ChatState.remember_draft,
                     # 16 px keeps mobile browsers from zooming into the field.
@@ -95,8 +98,8 @@ def composer() -> rx.Component:
                 width="100%",
                 align="end",
             ),
-            on_submit=ChatState.send,
-            reset_on_submit=True,
+            # Cleared by value, not by form reset: a reset would bring back the loaded draft.
+            on_submit=[ChatState.send, rx.set_value("prompt", "")],
             width="100%",
         ),
         rx.text(ChatState.allowance, size="1", color_scheme="gray", **testid("remaining-budget")),

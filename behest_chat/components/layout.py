@@ -18,12 +18,19 @@ def testid(name: str, **attrs: str) -> dict[str, dict[str, str]]:
 def header() -> rx.Component:
     """Top bar: app name, navigation, theme, the user's display name and Sign out."""
     return rx.hstack(
-        rx.link(rx.heading("behest-chat", size="5"), href=routes.CHAT, underline="none"),
+        rx.link(
+            rx.heading("behest-chat", size=rx.breakpoints(initial="3", sm="5"), white_space="nowrap"),
+            href=routes.CHAT,
+            underline="none",
+        ),
         rx.spacer(),
         rx.cond(
             AuthState.signed_in,
             rx.hstack(
-                rx.link("Chat", href=routes.CHAT, **testid("nav-chat")),
+                # On a phone the app name already leads to the chat.
+                rx.link(
+                    "Chat", href=routes.CHAT, display=["none", "inline"], **testid("nav-chat")
+                ),
                 rx.link("Usage", href=USAGE_ROUTE, **testid("nav-usage")),
                 rx.link("Settings", href=routes.SETTINGS, **testid("nav-settings")),
                 rx.text(
@@ -39,7 +46,7 @@ def header() -> rx.Component:
                     on_click=rx.call_script("window.behestAuth.logout()"),
                     **testid("sign-out"),
                 ),
-                spacing="4",
+                spacing=rx.breakpoints(initial="2", sm="4"),
                 align="center",
             ),
         ),
@@ -51,7 +58,7 @@ def header() -> rx.Component:
         padding_y="0.75em",
         border_bottom="1px solid var(--gray-a5)",
         align="center",
-        spacing="3",
+        spacing=rx.breakpoints(initial="2", sm="3"),
     )
 
 

@@ -21,7 +21,9 @@ SIDEBAR_CSS = """
     background: var(--color-background);
   }
 }
-@media (min-width: 768px) { [data-testid="toggle-sidebar"] { display: none !important; } }
+@media (min-width: 768px) {
+  [data-testid="toggle-sidebar"], [data-testid="close-sidebar"] { display: none !important; }
+}
 """
 
 
@@ -143,13 +145,24 @@ def sidebar() -> rx.Component:
     """New chat, search and the list of the user's conversations."""
     return rx.vstack(
         rx.el.style(SIDEBAR_CSS),
-        rx.button(
-            rx.icon("plus", size=14),
-            "New chat",
-            variant="outline",
+        rx.hstack(
+            rx.button(
+                rx.icon("plus", size=14),
+                "New chat",
+                variant="outline",
+                flex="1",
+                on_click=rx.redirect(routes.CHAT),
+                **testid("new-chat"),
+            ),
+            rx.icon_button(
+                rx.icon("x", size=16),
+                variant="ghost",
+                aria_label="Close the conversation list",
+                on_click=ChatState.toggle_sidebar,
+                **testid("close-sidebar"),
+            ),
             width="100%",
-            on_click=rx.redirect(routes.CHAT),
-            **testid("new-chat"),
+            align="center",
         ),
         rx.input(
             placeholder="Search conversations",

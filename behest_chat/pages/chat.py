@@ -28,8 +28,14 @@ _SCROLL_JS = """(() => {
   if (!window.__behestJump) {
     window.__behestJump = true;
     document.addEventListener("click", (e) => {
-      if (e.target.closest && e.target.closest('[data-testid="jump-to-latest"]')) api.follow();
-    });
+      if (!e.target.closest) return;
+      if (e.target.closest('[data-testid="jump-to-latest"]')) api.follow();
+      const box = document.getElementById("messages-scroll");
+      // Older messages go above: keep the one the reader was looking at in place.
+      if (box && e.target.closest('[data-testid="load-older"]')) {
+        box.__anchor = {height: box.scrollHeight, top: box.scrollTop};
+      }
+    }, true);
   }
   const box = document.getElementById("messages-scroll");
   if (!box || box.__behestScroll) { api.follow(); return; }
@@ -42,7 +48,12 @@ _SCROLL_JS = """(() => {
     lastTop = box.scrollTop;
   }, {passive: true});
   new MutationObserver(() => {
-    if (box.dataset.follow !== "false") box.scrollTop = box.scrollHeight;
+    const anchor = box.__anchor;
+    if (anchor && box.scrollHeight !== anchor.height) {
+      box.__anchor = null;
+      box.scrollTop = anchor.top + box.scrollHeight - anchor.height;
+      lastTop = box.scrollTop;
+    } else if (box.dataset.follow !== "false") box.scrollTop = box.scrollHeight;
   }).observe(box, {childList: true, subtree: true, characterData: true});
   api.follow();
 })()"""

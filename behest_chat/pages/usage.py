@@ -49,10 +49,15 @@ def _bar_chart(data: rx.Var, key: str, label: str, name: str) -> rx.Component:
             rx.recharts.x_axis(data_key=key, tick={"fontSize": 11}),
             rx.recharts.y_axis(tick={"fontSize": 11}, width=60),
             rx.recharts.graphing_tooltip(),
-            rx.recharts.bar(data_key="prompt", stack_id="t", fill="var(--accent-7)", name="Prompt"),
             rx.recharts.bar(
-                data_key="completion", stack_id="t", fill="var(--accent-10)", name="Completion"
+                data_key="prompt", stack_id="t", fill="var(--accent-7)", name="Prompt",
+                max_bar_size=48,
             ),
+            rx.recharts.bar(
+                data_key="completion", stack_id="t", fill="var(--accent-10)", name="Completion",
+                max_bar_size=48,
+            ),
+            rx.recharts.legend(),
             data=data,
         ),
         width="100%",

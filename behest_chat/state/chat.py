@@ -166,6 +166,9 @@ class ChatState(AuthState):
     rename_title: str = ""
     delete_id: str = ""
     delete_title: str = ""
+    # The composer is remounted with this text whenever a page of a conversation loads.
+    composer_seed: str = ""
+    composer_key: int = 0
     _new_draft: str = ""
     _quota_until: float = 0.0
     _quota_tier: int = 0
@@ -191,19 +194,21 @@ class ChatState(AuthState):
         self.editing_id = ""
         events: list[Any] = [rx.call_script(SCROLL_TO_LATEST_JS)]
         conversation_id = _conversation_in(self.router.url.path)
+        self.composer_key += 1
         if not conversation_id:
             self._show_nothing()
             self.missing = False
-            events.append(rx.set_value("prompt", self._new_draft))
+            self.composer_seed = self._new_draft
         else:
             conversation = store.get_conversation(user.user_id, conversation_id)
             if conversation is None:
                 self._show_nothing()
                 self.missing = True
+                self.composer_seed = ""
             else:
                 self.missing = False
                 follow = self._open(user, conversation_id, conversation.title)
-                events.append(rx.set_value("prompt", conversation.draft))
+                self.composer_seed = conversation.draft
                 if follow is not None:
                     events.append(ChatState.follow(follow))
         self._refresh_sidebar(user)
@@ -583,12 +588,15 @@ class ChatState(AuthState):
         if answer is None or answer.id is None:
             return
         prefix = answer.content
+        conversation = store.get_conversation(user.user_id, conversation_id)
+        title = conversation.title if conversation is not None else ""
         task = asyncio.current_task()
         assert task is not None
         async with self:
             client_token = self.router.session.client_token
             if created or self.conversation_id == conversation_id:
                 self.conversation_id = conversation_id
+                self.title = title
                 self.missing = False
                 self._reload_window(user, hide=answer.id)
                 self.draft, self.phase = prefix, "connecting"
@@ -834,7 +842,9 @@ def _rows(views: Sequence[MessageView]) -> list[dict[str, str]]:
                 "version": str(v.version),
                 "versions": str(v.versions),
                 "retry": "1" if failed and v.error_kind != "quota" else "",
-                "regenerate": "1" if v.role == "assistant" and v.status == "done" else "",
+                "regenerate": (
+                    "1" if v.role == "assistant" and v.status == "done" and index == last else ""
+                ),
                 "continue": (
                     "1"
                     if failed and index == last and v.content and v.error_kind not in _NOT_CONTINUABLE

@@ -1,0 +1,391 @@
+"""Conversations in headless Chromium: sidebar, drafts, long histories, usage, layouts.
+
+Runs against the shared app (`app_server`, started as `make run` starts it). Users are
+registered through the app's own API for speed; a 1,000-turn conversation is written
+straight into the app's SQLite file, as if it had been had over weeks.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sqlite3
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+pytestmark = pytest.mark.e2e
+
+PASSWORD = "correct horse battery"
+ARTIFACTS_VIEWPORT = {"width": 1200, "height": 850}
+
+
+def sign_up(page: Page, base: str) -> str:
+    """Register a fresh user through the API (the context keeps the cookie); open /chat."""
+    username = f"c{secrets.token_hex(4)}"
+    response = page.request.post(
+        f"{base}/api/auth/register",
+        data={"username": username, "display_name": f"User {username}", "password": PASSWORD},
+        headers={"Origin": base},
+    )
+    assert response.ok, response.text()
+    page.goto(f"{base}/chat")
+    expect(page.get_by_test_id("display-name")).to_have_text(f"User {username}")
+    return username
+
+
+def ask(page: Page, question: str) -> None:
+    """Type a question and send it with Enter."""
+    box = page.get_by_test_id("composer-input")
+    box.fill(question)
+    box.press("Enter")
+
+
+def answers(page: Page, status: str | None = None):
+    selector = '[data-testid="message"][data-role="assistant"]'
+    if status:
+        selector += f'[data-status="{status}"]'
+    return page.locator(selector)
+
+
+def ask_and_wait(page: Page, question: str, count: int = 1) -> None:
+    """Ask and wait until `count` finished answers are on the page."""
+    ask(page, question)
+    expect(answers(page, "done")).to_have_count(count, timeout=30_000)
+
+
+def conversation_id(page: Page) -> str:
+    expect(page).to_have_url(re.compile(r"/chat/[0-9a-f]{32}/?$"))
+    return re.search(r"/chat/([0-9a-f]{32})", page.url).group(1)
+
+
+def items(page: Page):
+    return page.get_by_test_id("conversation-item")
+
+
+def shot(page: Page, name: str) -> None:
+    from tests.fixtures.app import ROOT
+
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    page.screenshot(path=str(ROOT / "test-artifacts" / f"{name}.png"), full_page=True)
+
+
+def new_context(browser: Browser, app_server, **options) -> BrowserContext:
+    options.setdefault("viewport", ARTIFACTS_VIEWPORT)
+    context = browser.new_context(base_url=app_server.url, **options)
+    context.on("weberror", lambda error: pytest.fail(f"error in the page: {error.error}"))
+    return context
+
+
+def test_sidebar_titles_rename_delete_search_and_drafts(page: Page, app_server) -> None:
+    sign_up(page, app_server.url)
+    expect(page.get_by_test_id("remaining-budget")).to_have_text(
+        "50,000 of 50,000 tokens left today (free)"
+    )
+    ask_and_wait(page, "echo: Lists keep their order")
+    first = conversation_id(page)
+    expect(items(page)).to_have_count(1)
+    expect(items(page).first).to_have_attribute("data-current", "true")
+    expect(items(page).first).to_contain_text("echo: Lists keep their order")
+    expect(page.get_by_test_id("remaining-budget")).not_to_have_text(
+        "50,000 of 50,000 tokens left today (free)"
+    )
+
+    page.get_by_test_id("new-chat").click()
+    expect(page).to_have_url(re.compile(r"/chat/?$"))
+    expect(page.get_by_test_id("empty-chat")).to_be_visible()
+    ask_and_wait(page, "echo: Tuples do not change")
+    second = conversation_id(page)
+    assert second != first
+    expect(items(page)).to_have_count(2)
+    expect(items(page).first).to_have_attribute("data-conversation-id", second)
+
+    # A draft stays with its conversation while the user looks elsewhere.
+    page.get_by_test_id("composer-input").fill("half a thought about tuples")
+    page.locator(f'[data-conversation-id="{first}"] [data-testid="conversation-link"]').click()
+    expect(page).to_have_url(re.compile(first))
+    expect(page.get_by_test_id("message").first).to_have_text("echo: Lists keep their order")
+    expect(page.get_by_test_id("composer-input")).to_have_value("")
+    page.locator(f'[data-conversation-id="{second}"] [data-testid="conversation-link"]').click()
+    expect(page.get_by_test_id("composer-input")).to_have_value("half a thought about tuples")
+
+    # Rename survives a reload and is not replaced by the automatic title.
+    page.locator(f'[data-conversation-id="{first}"] [data-testid="rename"]').click()
+    page.get_by_test_id("rename-input").fill("My list notes")
+    page.get_by_test_id("rename-save").click()
+    expect(page.locator(f'[data-conversation-id="{first}"]')).to_contain_text("My list notes")
+    page.reload()
+    expect(page.locator(f'[data-conversation-id="{first}"]')).to_contain_text("My list notes")
+    expect(page.get_by_test_id("composer-input")).to_have_value("half a thought about tuples")
+
+    # Search matches titles and message text.
+    page.get_by_test_id("search").fill("do not change")
+    expect(items(page)).to_have_count(1)
+    expect(items(page).first).to_have_attribute("data-conversation-id", second)
+    page.get_by_test_id("search").fill("nothing like this")
+    expect(page.get_by_test_id("conversations-empty")).to_have_text("No conversation matches.")
+    page.get_by_test_id("search").fill("")
+    expect(items(page)).to_have_count(2)
+
+    # Delete asks first; Cancel keeps it, Delete removes it and leaves the deleted page.
+    page.locator(f'[data-conversation-id="{second}"] [data-testid="delete"]').click()
+    expect(page.get_by_role("alertdialog")).to_contain_text("Tuples do not change")
+    page.get_by_test_id("cancel-delete").click()
+    expect(items(page)).to_have_count(2)
+    page.locator(f'[data-conversation-id="{second}"] [data-testid="delete"]').click()
+    page.get_by_test_id("confirm-delete").click()
+    expect(items(page)).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"/chat/?$"))
+    page.goto(f"/chat/{second}")
+    expect(page.get_by_test_id("conversation-missing")).to_be_visible()
+
+
+def test_enter_sends_shift_enter_adds_a_line_and_ime_enter_does_not_send(
+    page: Page, app_server
+) -> None:
+    sign_up(page, app_server.url)
+    box = page.get_by_test_id("composer-input")
+    box.fill("echo: 你好")
+    # Enter that confirms an input-method candidate arrives with isComposing set.
+    box.evaluate(
+        """(el) => el.dispatchEvent(new KeyboardEvent("keydown",
+             {key: "Enter", code: "Enter", isComposing: true, bubbles: true, cancelable: true}))"""
+    )
+    box.press("Shift+Enter")
+    box.type("second line")
+    expect(box).to_have_value("echo: 你好\nsecond line")
+    box.press("Enter")
+    expect(answers(page, "done")).to_have_count(1, timeout=30_000)
+    users = page.locator('[data-testid="message"][data-role="user"]')
+    expect(users).to_have_count(1)
+    expect(users).to_have_text("echo: 你好\nsecond line")
+    expect(box).to_have_value("")
+    # Every control is reachable by keyboard and labelled.
+    for name in ("send", "new-chat", "search", "theme-toggle", "rename", "delete"):
+        control = page.get_by_test_id(name).first
+        label = control.get_attribute("aria-label") or control.inner_text()
+        assert label.strip(), f"{name} has no accessible label"
+        assert control.evaluate("el => el.tabIndex") >= 0, f"{name} is not focusable"
+    expect(page.get_by_test_id("live-status")).to_have_text("The answer is complete.")
+    expect(page.get_by_test_id("live-status")).to_have_attribute("aria-live", "polite")
+
+
+def test_autoscroll_follows_until_the_reader_scrolls_up(page: Page, app_server) -> None:
+    sign_up(page, app_server.url)
+    app_server.clear_faults()
+    app_server.set_fault(token_delay_ms=8)
+    ask(page, "long: 900")
+    expect(answers(page, "streaming")).to_contain_text("Streaming", timeout=15_000)
+    scroller = page.locator("#messages-scroll")
+    gap = "el => el.scrollHeight - el.scrollTop - el.clientHeight"
+    page.wait_for_function(
+        "() => document.getElementById('messages-scroll').scrollHeight > "
+        "document.getElementById('messages-scroll').clientHeight + 400"
+    )
+    assert scroller.evaluate(gap) < 10, "the list follows the answer"
+    jump = page.get_by_test_id("jump-to-latest")
+    expect(jump).to_be_hidden()
+
+    scroller.hover()
+    page.mouse.wheel(0, -600)
+    expect(jump).to_be_visible()
+    top = scroller.evaluate("el => el.scrollTop")
+    page.wait_for_function(
+        f"() => document.getElementById('messages-scroll').scrollHeight > {top} + 1500"
+    )
+    assert abs(scroller.evaluate("el => el.scrollTop") - top) < 5, "it stayed where the reader is"
+
+    jump.click()
+    expect(jump).to_be_hidden()
+    assert scroller.evaluate(gap) < 10
+    page.get_by_test_id("stop").click()
+    expect(answers(page, "stopped")).to_have_count(1)
+
+
+def _seed_long_conversation(app_server, username: str, turns: int) -> str:
+    """Write a conversation of `turns` question/answer pairs into the app's database."""
+    path = app_server.env["DATABASE_URL"].removeprefix("sqlite:///")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    stamp = lambda i: (now - timedelta(seconds=turns * 2 - i)).strftime("%Y-%m-%d %H:%M:%S.%f")  # noqa: E731
+    cid = uuid.uuid4().hex
+    with sqlite3.connect(path, timeout=15) as db:
+        (user_id,) = db.execute("SELECT id FROM user WHERE username = ?", (username,)).fetchone()
+        (start,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM message").fetchone()
+        rows = []
+        for i in range(turns * 2):
+            role = "user" if i % 2 == 0 else "assistant"
+            text = f"Question {i // 2}: how does item {i // 2} work?" if role == "user" else (
+                f"Answer {i // 2}: item **{i // 2}** works like this.\n\n- one point\n- another"
+            )
+            rows.append((start + i, cid, start + i - 1 if i else None, i, role, text, stamp(i)))
+        db.execute(
+            "INSERT INTO conversation (id, user_id, title, title_is_custom, session_id, leaf_id,"
+            " draft, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?, '', ?, ?)",
+            (cid, user_id, f"A {turns}-turn conversation", str(uuid.uuid4()),
+             start + turns * 2 - 1, stamp(0), stamp(turns * 2)),
+        )
+        db.executemany(
+            "INSERT INTO message (id, conversation_id, parent_id, depth, role, content, status,"
+            " error_kind, error, trace_id, prompt_tokens, completion_tokens, usage_estimated,"
+            " run_id, heartbeat_at, stop_requested, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'done', '', '', '', 0, 0, 0, '', NULL, 0, ?, ?)",
+            [(*row, row[-1]) for row in rows],
+        )
+    return cid
+
+
+def test_a_1000_turn_conversation_opens_in_under_a_second(page: Page, app_server) -> None:
+    username = sign_up(page, app_server.url)
+    cid = _seed_long_conversation(app_server, username, 1000)
+    page.reload()
+    link = page.locator(f'[data-conversation-id="{cid}"] [data-testid="conversation-link"]')
+    expect(link).to_be_visible()
+    received: list[int] = []
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framereceived", lambda p: received.append(len(p))),
+    )
+    page.evaluate(
+        """() => { window.__openedAt = null;
+          new MutationObserver(() => {
+            if (!window.__openedAt && document.body.innerText.includes("Answer 999: item"))
+              window.__openedAt = performance.now();
+          }).observe(document.body, {subtree: true, childList: true, characterData: true}); }"""
+    )
+    clicked = page.evaluate("performance.now()")
+    link.click()
+    page.wait_for_function("() => window.__openedAt !== null")
+    elapsed_ms = page.evaluate("window.__openedAt") - clicked
+    messages = page.get_by_test_id("message")
+    expect(messages).to_have_count(50)
+    expect(messages.first).to_have_text("Question 975: how does item 975 work?")
+    assert elapsed_ms < 1000, f"opening took {elapsed_ms:.0f} ms"
+    scroller = page.locator("#messages-scroll")
+    assert scroller.evaluate("el => el.scrollHeight - el.scrollTop - el.clientHeight") < 10
+
+    page.get_by_test_id("load-older").click()
+    expect(messages).to_have_count(100)
+    expect(messages.first).to_have_text("Question 950: how does item 950 work?")
+    # The reader keeps their place: the message that was first is still at the top.
+    kept = page.locator('[data-testid="message"]', has_text="Question 975: how does item 975 work?")
+    top = kept.evaluate(
+        "el => el.getBoundingClientRect().top - "
+        "document.getElementById('messages-scroll').getBoundingClientRect().top"
+    )
+    assert 0 <= top < 120, f"the first message moved to {top} px"
+    # The page never received the whole history.
+    assert sum(received) < 150_000, f"{sum(received)} websocket bytes"
+
+
+def test_usage_page_charts_and_csv_show_only_the_users_figures(
+    page: Page, app_server, browser: Browser
+) -> None:
+    sign_up(page, app_server.url)
+    ask_and_wait(page, "echo: one two three four")
+    tokens = page.get_by_test_id("message-tokens").inner_text()
+    spent = int(tokens.split()[0].replace(",", ""))
+    page.get_by_test_id("nav-usage").click()
+    expect(page).to_have_url(re.compile(r"/usage/?$"))
+    expect(page.get_by_test_id("usage-total")).to_have_text(str(spent))
+    expect(page.get_by_test_id("usage-requests")).to_have_text("1")
+    expect(page.get_by_test_id("usage-conversation-row")).to_have_count(1)
+    expect(page.get_by_test_id("usage-conversation-title")).to_have_text("echo: one two three four")
+    expect(page.get_by_test_id("usage-day-row")).to_have_count(30)
+    for chart in ("usage-day-chart", "usage-conversation-chart"):
+        expect(page.get_by_test_id(chart).locator("svg.recharts-surface[role=application]")).to_be_visible()
+    expect(page.get_by_test_id("usage-day-chart").locator(".recharts-bar-rectangle path")).not_to_have_count(0)
+    with page.expect_download() as download:
+        page.get_by_test_id("usage-csv").click()
+    content = download.value.path().read_text()
+    header, row = content.strip().splitlines()
+    assert header.startswith("day,session_id,conversation_id,title,requests")
+    assert row.endswith(f",echo: one two three four,1,{row.split(',')[-3]},{row.split(',')[-2]},{spent}")
+
+    other = new_context(browser, app_server)
+    try:
+        stranger = other.new_page()
+        sign_up(stranger, app_server.url)
+        stranger.goto("/usage")
+        expect(stranger.get_by_test_id("usage-total")).to_have_text("0")
+        expect(stranger.get_by_test_id("usage-conversation-row")).to_have_count(0)
+    finally:
+        other.close()
+
+
+def test_two_users_never_see_each_others_conversations(
+    page: Page, app_server, browser: Browser
+) -> None:
+    sign_up(page, app_server.url)
+    ask_and_wait(page, "echo: my private note")
+    theirs = conversation_id(page)
+
+    other = new_context(browser, app_server)
+    try:
+        intruder = other.new_page()
+        sign_up(intruder, app_server.url)
+        expect(intruder.get_by_test_id("conversations-empty")).to_be_visible()
+        for guess in (theirs, theirs[:-1] + ("0" if theirs[-1] != "0" else "1"), "1", "../usage"):
+            intruder.goto(f"/chat/{guess}")
+            if guess == "../usage":
+                continue
+            expect(intruder.get_by_test_id("conversation-missing")).to_be_visible()
+            expect(intruder.get_by_test_id("message")).to_have_count(0)
+            expect(intruder.get_by_test_id("composer-input")).to_be_disabled()
+        assert "private note" not in intruder.content()
+        shot(intruder, "test_two_users_never_see_each_others_conversations-intruder")
+    finally:
+        other.close()
+    page.reload()
+    expect(page.get_by_test_id("message").first).to_have_text("echo: my private note")
+
+
+def test_mobile_layout_and_dark_theme(app_server, browser: Browser) -> None:
+    context = new_context(
+        browser, app_server, viewport={"width": 390, "height": 844}, is_mobile=True,
+        has_touch=True,
+    )
+    try:
+        page = context.new_page()
+        sign_up(page, app_server.url)
+        ask_and_wait(page, "echo: small screens")
+        sidebar = page.get_by_test_id("sidebar")
+        expect(sidebar).to_be_hidden()
+        toggle = page.get_by_test_id("toggle-sidebar")
+        expect(toggle).to_have_attribute("aria-expanded", "false")
+        box = page.get_by_test_id("composer-input").bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        assert box["y"] + box["height"] <= 844, "the composer is on screen"
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scroll"
+        shot(page, "test_mobile_layout_and_dark_theme-chat")
+        toggle.click()
+        expect(sidebar).to_be_visible()
+        expect(items(page)).to_have_count(1)
+        shot(page, "test_mobile_layout_and_dark_theme-sidebar")
+        page.get_by_test_id("close-sidebar").click()
+        expect(sidebar).to_be_hidden()
+        toggle.click()
+        page.get_by_test_id("conversation-link").click()
+        expect(sidebar).to_be_hidden()
+
+        page.get_by_test_id("theme-toggle").click()
+        expect(page.locator("html")).to_have_class(re.compile(r"\bdark\b"))
+        page.reload()
+        expect(page.locator("html")).to_have_class(re.compile(r"\bdark\b"))
+        shot(page, "test_mobile_layout_and_dark_theme-dark")
+    finally:
+        context.close()
+
+
+def wait_for(predicate, timeout: float = 5.0, what: str = ""):
+    """Poll `predicate` until it returns something truthy (server-side effects)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {timeout} s: {what}")
+        time.sleep(0.05)  # polling a server, bounded by the deadline
