@@ -78,6 +78,9 @@ class DirectTurn:
     trace_id: str
 
 
+_NOT_LOADED = {"text": "", "status": "error", "kind": "error", "detail": "direct.js not loaded"}
+
+
 def run_turn_script(
     *,
     base_url: str,
@@ -99,7 +102,8 @@ def run_turn_script(
         target: CSS selector of the element the streaming reply is written into.
 
     Returns:
-        A ``window.behestDirect.runTurn({...})`` call; every value is JSON-encoded.
+        A ``window.behestDirect.runTurn({...})`` call (an error result if the script is not
+        loaded yet); every value is JSON-encoded.
     """
     options = {
         "baseUrl": base_url,
@@ -108,7 +112,12 @@ def run_turn_script(
         "threadId": thread_id,
         "target": target,
     }
-    return f"window.behestDirect.runTurn({json.dumps(options)})"
+    # Page scripts load after hydration: a turn started before that is an error turn, not
+    # an exception that would leave the page waiting for a callback that never comes.
+    return (
+        f"window.behestDirect ? window.behestDirect.runTurn({json.dumps(options)})"
+        f" : Promise.resolve({json.dumps(_NOT_LOADED)})"
+    )
 
 
 def read_direct_turn(payload: Any) -> DirectTurn:

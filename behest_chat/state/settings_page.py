@@ -112,8 +112,10 @@ class SettingsState(AuthState):
         self._clear_check()
         self.check_result = "running"
         options = json.dumps({"baseUrl": get_settings().behest_public_base_url})
+        # Page scripts load after hydration; before that the check reports an error.
         return rx.call_script(
-            f"window.behestDirect.checkOrigin({options})",
+            f"window.behestDirect ? window.behestDirect.checkOrigin({options})"
+            " : Promise.resolve({result: 'error', detail: 'direct.js not loaded'})",
             callback=SettingsState.origin_checked,
         )
 

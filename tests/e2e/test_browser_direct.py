@@ -8,6 +8,7 @@ page at `/examples/browser-direct`). Faults come from the gateway's fault switch
 from __future__ import annotations
 
 import re
+import secrets
 import time
 import uuid
 
@@ -18,7 +19,7 @@ from playwright.sync_api import Page, expect
 from behest_chat.behest import errors
 from behest_chat.direct import read_direct_turn, run_turn_script
 from behest_chat.state.chat import describe_error
-from tests.e2e.test_chat_flow import JWT, register
+from tests.e2e.test_chat_flow import JWT, PASSWORD
 from tests.fixtures.app import free_port
 
 pytestmark = pytest.mark.e2e
@@ -31,6 +32,25 @@ STREAM = """async ([baseUrl, sessionId, question]) => {
   });
   return {...r, fetches: window.behestDirect.tokenInfo().fetches};
 }"""
+
+
+def register(page: Page, base: str = "") -> str:
+    """Create a fresh account through the UI and land on the chat page.
+
+    Waits for the page's scripts first: Reflex adds them after hydration, and a form sent
+    before auth.js is there is not sent at all.
+    """
+    username = f"u{secrets.token_hex(4)}"
+    page.goto(f"{base}/register")
+    page.wait_for_function("() => window.behestAuth !== undefined")
+    page.get_by_test_id("username-input").fill(username)
+    page.get_by_test_id("display_name-input").fill(f"User {username}")
+    page.get_by_test_id("password-input").fill(PASSWORD)
+    page.get_by_test_id("register").click()
+    expect(page).to_have_url(re.compile(r"/chat/?$"))
+    expect(page.get_by_test_id("display-name")).to_have_text(f"User {username}")
+    page.wait_for_function("() => window.behestDirect !== undefined")
+    return username
 
 
 def public_url(app_server) -> str:

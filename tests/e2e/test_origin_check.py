@@ -20,7 +20,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.test_chat_flow import JWT, register
+from tests.e2e.test_browser_direct import register
+from tests.e2e.test_chat_flow import JWT
 from tests.fixtures.app import ROOT, free_port, project_copy, run_app
 
 pytestmark = pytest.mark.e2e
@@ -89,7 +90,7 @@ def test_the_check_tells_an_unreachable_gateway_and_a_signed_out_user(
     dead = f"http://localhost:{free_port()}"
     check = "async (baseUrl) => window.behestDirect.checkOrigin({baseUrl})"
     page.goto("/login")
-    page.wait_for_function("() => window.behestDirect !== undefined")
+    page.wait_for_function("() => window.behestDirect !== undefined")  # added after hydration
     signed_out = page.evaluate(check, dead)
     assert signed_out["result"] == "signed_out"
     register(page)

@@ -117,9 +117,13 @@ def test_the_turn_script_encodes_every_value() -> None:
         messages=[{"role": "user", "content": 'say "hi" </script>', "status": "done"}],
         session_id="conv-1",
     )
-    prefix, suffix = "window.behestDirect.runTurn(", ")"
-    assert script.startswith(prefix) and script.endswith(suffix)
-    assert json.loads(script[len(prefix) : -len(suffix)]) == {
+    call = re.fullmatch(
+        r"window\.behestDirect \? window\.behestDirect\.runTurn\((.*)\) : Promise\.resolve\((.*)\)",
+        script,
+    )
+    assert call is not None
+    assert read_direct_turn(json.loads(call.group(2))).status == "error"
+    assert json.loads(call.group(1)) == {
         "baseUrl": "http://localhost:8787",
         "messages": [{"role": "user", "content": 'say "hi" </script>'}],
         "sessionId": "conv-1",
