@@ -205,7 +205,7 @@ def test_autoscroll_follows_until_the_reader_scrolls_up(page: Page, app_server) 
     expect(answers(page, "stopped")).to_have_count(1)
 
 
-def _seed_long_conversation(app_server, username: str, turns: int) -> str:
+def seed_long_conversation(app_server, username: str, turns: int) -> str:
     """Write a conversation of `turns` question/answer pairs into the app's database."""
     path = app_server.env["DATABASE_URL"].removeprefix("sqlite:///")
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -239,7 +239,7 @@ def _seed_long_conversation(app_server, username: str, turns: int) -> str:
 
 def test_a_1000_turn_conversation_opens_in_under_a_second(page: Page, app_server) -> None:
     username = sign_up(page, app_server.url)
-    cid = _seed_long_conversation(app_server, username, 1000)
+    cid = seed_long_conversation(app_server, username, 1000)
     page.reload()
     link = page.locator(f'[data-conversation-id="{cid}"] [data-testid="conversation-link"]')
     expect(link).to_be_visible()
