@@ -166,7 +166,8 @@
 
   function describe(kind, retryAfter) {
     const text = MESSAGES[kind] || MESSAGES.error;
-    return kind === "rate_limited" && retryAfter ? text + " Try again in " + retryAfter + " s." : text;
+    if (kind === "rate_limited" && retryAfter) return text + " Try again in " + retryAfter + " s.";
+    return text;
   }
 
   function parseRetryAfter(value) {
@@ -212,7 +213,11 @@
   // retry 5xx and failed fetches (with backoff) before any byte arrived.
   async function openStream(o, result) {
     const retries = o.maxRetries === undefined ? DEFAULT_RETRIES : o.maxRetries;
-    const body = { messages: o.messages || [], stream: true, stream_options: { include_usage: true } };
+    const body = {
+      messages: o.messages || [],
+      stream: true,
+      stream_options: { include_usage: true },
+    };
     if (o.maxTokens) body.max_tokens = o.maxTokens;
     let renewed = false;
     let attempt = 0;
@@ -332,7 +337,10 @@
           }
           if (chunk.error) {
             const error = typeof chunk.error === "object" ? chunk.error : { message: chunk.error };
-            return fail("cut", { code: String(error.code || "stream_error"), detail: clip(error.message) });
+            return fail("cut", {
+              code: String(error.code || "stream_error"),
+              detail: clip(error.message),
+            });
           }
           if (chunk.usage && typeof chunk.usage === "object") {
             result.usage = chunk.usage;
@@ -393,7 +401,11 @@
   // approval (its answer is opaque), so it fails only when the gateway cannot be reached.
   async function browserReaches(baseUrl) {
     try {
-      await fetch(baseUrl + "/v1/models", { mode: "no-cors", credentials: "omit", cache: "no-store" });
+      await fetch(baseUrl + "/v1/models", {
+        mode: "no-cors",
+        credentials: "omit",
+        cache: "no-store",
+      });
       return true;
     } catch (_) {
       return false;
@@ -403,7 +415,10 @@
   // Whether the app's server reaches the gateway: true, false, or null when unknown.
   async function serverReaches() {
     try {
-      const response = await fetch(GATEWAY_STATUS_PATH, { credentials: "same-origin", cache: "no-store" });
+      const response = await fetch(GATEWAY_STATUS_PATH, {
+        credentials: "same-origin",
+        cache: "no-store",
+      });
       if (!response.ok) return null;
       const body = await response.json();
       return typeof body.reachable === "boolean" ? body.reachable : null;
