@@ -97,8 +97,8 @@ def _transport() -> rx.Component:
             _transport_choice(
                 "direct",
                 "Browser direct",
-                "Your page calls Behest itself with your per-user token (needs this "
-                "browser's origin in the allowed origins); the app stores the finished answer.",
+                "Your page calls Behest itself with your per-user token; this browser's "
+                "origin must be in the allowed origins (check it above).",
             ),
             spacing="3",
         ),
