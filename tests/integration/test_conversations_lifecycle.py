@@ -252,7 +252,7 @@ async def test_a_turn_whose_server_went_away_is_interrupted_with_retry(server, a
 async def test_the_same_tab_reloaded_mid_answer_keeps_streaming(server, alice, gateway) -> None:
     gateway.set_fault(token_delay_ms=20)
     tab = await server.tab(alice)
-    running = await tab.processor.enqueue(tab.token, tab.event("send", form_data={"prompt": "long: 150"}))
+    running = await tab.processor.enqueue(tab.token, tab.event("send", form_data={"prompt": "long: 90"}))
 
     async def partial() -> str:
         state = await tab.state()

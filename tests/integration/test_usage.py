@@ -125,26 +125,35 @@ def run_cli(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_sets_budgets_and_explains_bad_input(app_db) -> None:
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the admin command in this process (same database as the test)."""
+    from behest_chat.usage.__main__ import main
+
+    try:
+        status = main(list(args))
+    except SystemExit as exited:  # argparse's usage errors
+        status = int(exited.code or 0)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cli_sets_budgets_and_explains_bad_input(app_db, capsys) -> None:
     from behest_chat.accounts import service as accounts
 
     user = accounts.register("erin", "Erin", "correct horse battery")
-    done = run_cli("set-budget", "Erin", "--daily", "1200", database_url=app_db.url)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "erin: daily 1,200, per conversation settings (0 = no limit)\n"
+    assert cli(capsys, "set-budget", "Erin", "--daily", "1200") == (
+        0, "erin: daily 1,200, per conversation settings (0 = no limit)\n", ""
+    )
     assert budgets.get_user_budget(user.user_id).daily_tokens == 1200
-    back = run_cli("set-budget", "erin", database_url=app_db.url)
-    assert back.stdout == "erin: budgets from the settings\n"
+    assert cli(capsys, "set-budget", "erin") == (0, "erin: budgets from the settings\n", "")
     assert budgets.get_user_budget(user.user_id) is None
 
-    unknown = run_cli("set-budget", "nobody", "--daily", "5", database_url=app_db.url)
-    assert unknown.returncode == 1
-    assert unknown.stderr == "behest_chat.usage: username: no user named 'nobody'\n"
-    bad_date = run_cli("report", "--since", "yesterday", database_url=app_db.url)
-    assert bad_date.returncode == 2 and "is not a date like 2026-11-01" in bad_date.stderr
-    backwards = run_cli(
-        "report", "--since", "2026-11-02", "--until", "2026-11-01", database_url=app_db.url
+    assert cli(capsys, "set-budget", "nobody", "--daily", "5") == (
+        1, "", "behest_chat.usage: username: no user named 'nobody'\n"
     )
-    assert backwards.returncode == 1 and backwards.stderr.startswith("behest_chat.usage: --until")
-    empty = run_cli("report", "--since", "2026-11-01", database_url=app_db.url)
-    assert empty.returncode == 0 and empty.stdout.splitlines()[-1].split()[-1] == "0"
+    status, _, err = cli(capsys, "report", "--since", "yesterday")
+    assert status == 2 and "is not a date like 2026-11-01" in err
+    status, _, err = cli(capsys, "report", "--since", "2026-11-02", "--until", "2026-11-01")
+    assert status == 1 and err.startswith("behest_chat.usage: --until")
+    status, out, _ = cli(capsys, "report", "--since", "2026-11-01")
+    assert status == 0 and out.splitlines()[-1].split()[-1] == "0"
