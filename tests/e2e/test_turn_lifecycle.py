@@ -94,6 +94,26 @@ def test_reload_mid_answer_shows_the_partial_and_the_answer_completes(
     expect(page.locator('[data-testid="message"][data-role="user"]')).to_have_text("long: 300")
 
 
+def test_a_dropped_websocket_reconnects_and_the_answer_completes(page: Page, app_server) -> None:
+    sockets = []
+
+    def relay(ws) -> None:  # pass everything through, so the test can cut the line
+        ws.connect_to_server()
+        sockets.append(ws)
+
+    page.route_web_socket(re.compile(r"/_event/"), relay)
+    sign_up(page, app_server.url)
+    app_server.clear_faults()
+    ask(page, "long: 300")
+    partial = streaming_text(page, 100)
+    opened = len(sockets)
+    sockets[-1].close(code=1001, reason="network dropped")
+    done = answers(page, "done")
+    expect(done).to_have_count(1, timeout=30_000)
+    assert len(sockets) > opened, "the page opened a new websocket"
+    assert done.inner_text().startswith(partial[:80]) and len(done.inner_text()) > len(partial)
+
+
 def test_a_cut_stream_keeps_the_partial_and_retry_completes_it(page: Page, app_server) -> None:
     sign_up(page, app_server.url)
     app_server.clear_faults()
