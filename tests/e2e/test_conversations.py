@@ -172,6 +172,17 @@ def test_enter_sends_shift_enter_adds_a_line_and_ime_enter_does_not_send(
     expect(page.get_by_test_id("live-status")).to_have_text("The answer is complete.")
     expect(page.get_by_test_id("live-status")).to_have_attribute("aria-live", "polite")
 
+    # Edit and resend: the first question and its answer stay one click away.
+    page.get_by_test_id("edit").click()
+    page.get_by_test_id("edit-input").fill("echo: an edited question")
+    page.get_by_test_id("edit-send").click()
+    expect(answers(page, "done")).to_have_text("an edited question", timeout=30_000)
+    expect(users).to_have_text("echo: an edited question")
+    expect(page.get_by_test_id("version-label")).to_have_text("2 / 2")
+    page.get_by_test_id("version-prev").click()
+    expect(users).to_have_text("echo: 你好\nsecond line")
+    expect(answers(page, "done")).to_have_text("你好\nsecond line")
+
 
 def test_autoscroll_follows_until_the_reader_scrolls_up(page: Page, app_server) -> None:
     sign_up(page, app_server.url)
