@@ -6,7 +6,7 @@ running task under a key (the conversation, or the tab), `cancel` cancels it.
 With several workers (scale-out mode), the worker that receives Stop may not be the one
 running the turn: a reload can move the tab's websocket to another worker while the turn
 goes on. `shared_through(redis, prefix)` connects the registry to Redis for the life of the
-worker: `register` also writes `<prefix>turn:<key>` (the owning worker's id, for one hour),
+worker: `register` also writes `<prefix>turn:<key>` (the owning worker's id, for 15 minutes),
 and `cancel` for a turn that is not local publishes the key on `<prefix>turns:cancel`; every
 worker listens there and cancels the turn if it runs it. When Redis does not answer, Stop
 still works for turns of the same worker; the listener reconnects by itself.
@@ -28,7 +28,8 @@ __all__ = ["InflightTurns", "turns"]
 
 logger = logging.getLogger("behest_chat.inflight")
 
-_TURN_TTL_S = 3600
+# A turn outliving this (or a worker that died mid-turn) no longer counts as running.
+_TURN_TTL_S = 900
 _RECONNECT_DELAY_S = (0.1, 0.25, 0.5, 1.0, 2.0)
 _FORGET_OWN = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -69,6 +70,23 @@ class InflightTurns:
         """Whether a turn is running under `key` in this process."""
         task = self._tasks.get(key)
         return task is not None and not task.done()
+
+    async def running_anywhere(self, key: str) -> bool:
+        """Whether a turn runs under `key` in this worker or, shared through Redis, any other.
+
+        A page can use it on load to tell a turn that goes on elsewhere from one whose worker
+        died. When Redis does not answer, the answer is True (nothing is known to be over).
+        """
+        if self.running(key):
+            return True
+        if self._redis is None:
+            return False
+        from redis.exceptions import RedisError
+
+        try:
+            return bool(await self._redis.exists(self._turn_key(key)))
+        except RedisError:
+            return True
 
     async def cancel(self, key: str) -> bool:
         """Cancel the turn running under `key`, in this worker or another; True if one was.

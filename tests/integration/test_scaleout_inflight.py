@@ -184,3 +184,24 @@ async def test_without_redis_stop_still_works_inside_one_worker(
 async def _exists(namespace: RedisNamespace, key: str) -> bool:
     async with aioredis.Redis.from_url(namespace.url) as redis:
         return bool(await redis.exists(namespace.prefix + key))
+
+
+async def test_a_page_can_tell_a_turn_running_elsewhere_from_one_that_ended(
+    redis_namespace: RedisNamespace, worker: Worker
+) -> None:
+    runner = await worker(redis_namespace.url, redis_namespace.prefix)
+    viewer = await worker(redis_namespace.url, redis_namespace.prefix)
+    task = asyncio.create_task(idle_turn())
+    runner.register("tab-7", task)
+    await wait_until(lambda: viewer.running_anywhere("tab-7"))
+    assert not viewer.running("tab-7"), "not in this worker"
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    runner.unregister("tab-7", task)
+
+    async def over() -> bool:
+        return not await viewer.running_anywhere("tab-7")
+
+    await wait_until(over)
+    assert not await InflightTurns().running_anywhere("tab-7"), "no Redis: only local turns"
