@@ -46,6 +46,7 @@ class InflightTurns:
         self._redis: Redis | None = None
         self._prefix = ""
         self._writes: set[asyncio.Task[None]] = set()
+        self._write_order = asyncio.Lock()
         self._listening = asyncio.Event()
 
     def register(self, key: str, task: asyncio.Task[Any]) -> None:
@@ -121,6 +122,7 @@ class InflightTurns:
         """
         self._redis, self._prefix = redis, prefix
         self._listening = asyncio.Event()
+        self._write_order = asyncio.Lock()
         listener = asyncio.create_task(self._listen(redis), name="inflight-cancel-listener")
         subscribed = asyncio.create_task(self._listening.wait())
         try:
@@ -148,10 +150,13 @@ class InflightTurns:
         async def run() -> None:
             from redis.exceptions import RedisError
 
-            try:
-                await command
-            except RedisError as exc:
-                logger.warning("turn registry not updated in Redis: %s", type(exc).__name__)
+            # One at a time, in the order they were asked for: a turn's removal must never
+            # overtake its registration on another connection.
+            async with self._write_order:
+                try:
+                    await command
+                except RedisError as exc:
+                    logger.warning("turn registry not updated in Redis: %s", type(exc).__name__)
 
         task = asyncio.get_running_loop().create_task(run())
         self._writes.add(task)

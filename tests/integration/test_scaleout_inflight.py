@@ -205,3 +205,19 @@ async def test_a_page_can_tell_a_turn_running_elsewhere_from_one_that_ended(
 
     await wait_until(over)
     assert not await InflightTurns().running_anywhere("tab-7"), "no Redis: only local turns"
+
+
+async def test_a_turn_that_ends_at_once_leaves_no_record(redis_namespace: RedisNamespace) -> None:
+    turns = InflightTurns()
+    redis = create_redis(redis_namespace.url)
+    try:
+        async with turns.shared_through(redis, redis_namespace.prefix):
+            for n in range(20):  # registration and removal race on separate connections
+                task = asyncio.create_task(idle_turn())
+                turns.register(f"quick-{n}", task)
+                turns.unregister(f"quick-{n}", task)
+                task.cancel()
+        # Leaving the block waits for the registry's writes.
+        assert redis_namespace.keys() == []
+    finally:
+        await redis.aclose()
