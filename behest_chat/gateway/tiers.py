@@ -19,6 +19,7 @@ processes enforce one limit per user.
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 from collections import deque
@@ -26,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
+
+from behest_chat.gateway.errors import GatewayError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -48,6 +51,7 @@ TIER_NAMES: tuple[str, ...] = ("free", "pro", "max")
 TIER_IDS: Mapping[str, int] = {"free": 1, "pro": 2, "max": 3}
 _NAMES_BY_ID = {tier_id: name for name, tier_id in TIER_IDS.items()}
 _WINDOW_SECONDS = 60.0
+logger = logging.getLogger("behest_chat.gateway")
 
 
 @dataclass(frozen=True)
@@ -267,8 +271,9 @@ class RedisLimitStore:
 
     Keys, under ``prefix``: ``limits:<project>:<uid>:day:<YYYY-MM-DD>`` (a hash of requests
     and tokens, kept two days) and ``limits:<project>:<uid>:minute`` (a sorted set of the
-    last minute's request times). The check and the count run as one Lua script. A Redis
-    error propagates: the request fails rather than passing unmetered.
+    last minute's request times). The check and the count run as one Lua script. When Redis
+    does not answer, a chat request is refused with 503 (the client retries it) rather than
+    passing unmetered; tokens of a finished reply that cannot be added are logged and lost.
     """
 
     def __init__(self, redis: Redis, prefix: str = "behest_gateway:") -> None:
@@ -285,20 +290,28 @@ class RedisLimitStore:
         self, project_id: str, uid: str, tier: str, limit: TierLimit, now: float
     ) -> None:
         """Count one chat request or raise; see the module docstring for the order."""
+        from redis.exceptions import RedisError
+
         day_key, minute_key = self._keys(project_id, uid, now)
-        verdict, value = await self._redis.eval(
-            _ADMIT,
-            2,
-            day_key,
-            minute_key,
-            repr(now),
-            repr(_WINDOW_SECONDS),
-            limit.rpm,
-            limit.requests_per_day,
-            limit.tokens_per_day,
-            f"{now!r}:{secrets.token_hex(6)}",
-            _DAY_KEY_TTL_S,
-        )
+        try:
+            verdict, value = await self._redis.eval(
+                _ADMIT,
+                2,
+                day_key,
+                minute_key,
+                repr(now),
+                repr(_WINDOW_SECONDS),
+                limit.rpm,
+                limit.requests_per_day,
+                limit.tokens_per_day,
+                f"{now!r}:{secrets.token_hex(6)}",
+                _DAY_KEY_TTL_S,
+            )
+        except RedisError as exc:
+            logger.warning("tier counters unavailable: Redis error %s", type(exc).__name__)
+            raise GatewayError(
+                503, "the usage limits cannot be checked right now; try again shortly"
+            ) from None
         if verdict == 1:
             raise QuotaExceededError(
                 tier, {"requests_per_day": limit.requests_per_day}, {"requests_today": int(value)}
@@ -313,11 +326,18 @@ class RedisLimitStore:
 
     async def add_tokens(self, project_id: str, uid: str, tokens: int, now: float) -> None:
         """Add tokens to today's total for (project, uid)."""
+        from redis.exceptions import RedisError
+
         day_key, _ = self._keys(project_id, uid, now)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(day_key, "tokens", max(0, tokens))
-            pipe.expire(day_key, _DAY_KEY_TTL_S)
-            await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hincrby(day_key, "tokens", max(0, tokens))
+                pipe.expire(day_key, _DAY_KEY_TTL_S)
+                await pipe.execute()
+        except RedisError as exc:
+            logger.warning(
+                "%d tokens of %s not counted: Redis error %s", tokens, uid, type(exc).__name__
+            )
 
     async def reset(self) -> None:
         """Forget every counter under this prefix (and nothing else)."""
