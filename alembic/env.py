@@ -10,7 +10,7 @@ from logging.config import fileConfig
 
 from sqlmodel import SQLModel
 
-import behest_chat.accounts.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import behest_chat.tables  # noqa: F401  (registers every table on SQLModel.metadata)
 from alembic import context
 from behest_chat import db
 
