@@ -1,0 +1,209 @@
+"""Concurrency: many signed-in users streaming at once, one worker on SQLite vs. scale-out.
+
+    python bench/concurrency_bench.py [--levels 50,100,200] [--tokens 100] [--workers N]
+
+For each configuration the app is started as the README does (``scripts/run`` from a copy
+of the project, offline model at 20 ms per token, limits out of the way):
+
+1. one worker, SQLite, embedded gateway (the default);
+2. scale-out: ``--workers`` Granian workers (default: one per core) on PostgreSQL (a database
+   of its own, dropped afterwards) and Redis (a redis-server of its own on a free port),
+   the gateway as its own process; once with the default 50 ms flushes of the reply in
+   progress, once with ``--slow-flush-ms`` (default 250: fewer state writes per stream).
+
+Users are registered over HTTP; each opens the app's websocket with the headless client of
+``relay_bench.py``. At each level, all of them send ``long: <tokens>`` at the same moment.
+Every user first has one short turn (tokens minted, state created). Reported per level:
+p50/p95 time to first token, p95 added latency (p95 first token minus the idle
+direct-to-gateway p50), errors (a reply not filed as done within 60 s), mean CPU cores used
+by the app's processes (gateway included) and by the client while the streams ran, and
+wall time. The client runs on the same machine and takes CPU too. Target: 200 streams on
+2 cores with no errors and p95 added latency < 250 ms. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from relay_bench import (  # noqa: E402 - bench/ is not a package
+    ROOT,
+    ReflexSocket,
+    chat_turn,
+    percentile,
+    register_user,
+    running_app,
+)
+
+from behest_chat.behest import BehestClient  # noqa: E402
+
+TARGET_ADDED_P95_MS = 250.0
+TURN_TIMEOUT_S = 60.0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every live process in the process group ``pgid``."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of stat: the process group
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _CLOCK_TICKS
+
+
+@contextlib.contextmanager
+def scale_out_app(workers: int, token_delay_ms: str, flush_ms: int) -> Iterator[Any]:
+    """The app in scale-out mode on a database and a redis-server of its own."""
+    from tests.fixtures.services import PrivateRedis, create_pg_database
+
+    with tempfile.TemporaryDirectory(prefix="behest-bench-redis-") as directory:
+        redis = PrivateRedis(Path(directory))
+        redis.start()
+        try:
+            with create_pg_database() as database, running_app(
+                DATABASE_URL=database.url,
+                REDIS_URL=redis.url,
+                GRANIAN_WORKERS=str(workers),
+                BEHEST_GATEWAY_TOKEN_DELAY_MS=token_delay_ms,
+                APP_STREAM_FLUSH_MS=str(flush_ms),
+            ) as app:
+                yield app
+        finally:
+            redis.stop()
+
+
+def app_pgid(app: Any) -> int:
+    """The process group of the running app (scripts/run starts a new session)."""
+    port = app.env["APP_PORT"]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                if b"--frontend-port" in cmdline and port.encode() in cmdline:
+                    return os.getpgid(int(entry.name))
+    raise SystemExit("cannot find the app's processes")
+
+
+async def direct_first_token_ms(gateway_url: str, api_key: str, tokens: int) -> float:
+    """p50 time to first token reading the gateway directly, idle, over 10 requests."""
+    samples = []
+    async with BehestClient(key=api_key, base_url=gateway_url) as client:
+        for _ in range(12):
+            started = time.monotonic()
+            stream = await client.chat.completions.create(
+                messages=[{"role": "user", "content": f"long: {tokens}"}], stream=True,
+                user_id="bench-direct", tier=1)
+            async with stream:
+                async for chunk in stream:
+                    if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                        samples.append((time.monotonic() - started) * 1000)
+                        break
+    return percentile(samples[2:], 50)
+
+
+async def run_level(tabs: list[ReflexSocket], tokens: int, pgid: int) -> dict[str, float]:
+    cpu_before, wall_before = group_cpu_seconds(pgid), time.monotonic()
+    client_before = time.process_time()
+    results = await asyncio.gather(
+        *(chat_turn(tab, f"long: {tokens}", TURN_TIMEOUT_S) for tab in tabs),
+        return_exceptions=True,
+    )
+    wall = time.monotonic() - wall_before
+    cpu = group_cpu_seconds(pgid) - cpu_before
+    client_cpu = time.process_time() - client_before
+    good = [r for r in results if not isinstance(r, BaseException) and r.status == "done"]
+    firsts = [(r.first - r.sent) * 1000 for r in good if r.first is not None]
+    return {
+        "p50": percentile(firsts, 50) if firsts else float("nan"),
+        "p95": percentile(firsts, 95) if firsts else float("nan"),
+        "errors": len(results) - len(good),
+        "cores": cpu / wall,
+        "client": client_cpu / wall,
+        "wall": wall,
+    }
+
+
+async def bench_config(app: Any, levels: list[int], tokens: int) -> dict[int, dict[str, float]]:
+    pgid = app_pgid(app)
+    direct = await direct_first_token_ms(app.gateway_url, app.env["BEHEST_KEY"], tokens)
+    with httpx.Client(timeout=60) as http:
+        cookies = [await asyncio.to_thread(register_user, app.url, http)
+                   for _ in range(max(levels))]
+    tabs = [ReflexSocket(app.url, cookie) for cookie in cookies]
+    for start in range(0, len(tabs), 25):  # connect in batches, as users would arrive
+        await asyncio.gather(*(tab.connect() for tab in tabs[start:start + 25]))
+    figures = {}
+    try:
+        # Warm-up: every user's first turn mints their token and creates their state; the
+        # levels then measure streaming, not minting (mint_bench.py measures that).
+        for start in range(0, len(tabs), 25):
+            await run_level(tabs[start:start + 25], 5, pgid)
+        for level in levels:
+            figures[level] = await run_level(tabs[:level], tokens, pgid)
+            figures[level]["added"] = figures[level]["p95"] - direct
+    finally:
+        await asyncio.gather(*(tab.close() for tab in tabs))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--levels", default="50,100,200")
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--slow-flush-ms", type=int, default=250,
+        help="scale-out once more with this APP_STREAM_FLUSH_MS (0 = skip)",
+    )
+    args = parser.parse_args()
+    levels = [int(n) for n in args.levels.split(",")]
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    print("1 worker, SQLite, embedded gateway ...")
+    with running_app(BEHEST_GATEWAY_TOKEN_DELAY_MS="20") as app:
+        results["1 worker, SQLite"] = asyncio.run(bench_config(app, levels, args.tokens))
+    label = f"{args.workers} workers, PG+Redis"
+    print(f"{label}, gateway process ...")
+    with scale_out_app(args.workers, "20", 50) as app:
+        results[label] = asyncio.run(bench_config(app, levels, args.tokens))
+    if args.slow_flush_ms:
+        slow = f"{label}, {args.slow_flush_ms} ms"
+        print(f"{slow} flushes ...")
+        with scale_out_app(args.workers, "20", args.slow_flush_ms) as app:
+            results[slow] = asyncio.run(bench_config(app, levels, args.tokens))
+
+    print(f"\nConcurrent streams of {args.tokens} tokens at 20 ms/token "
+          f"({os.cpu_count()} cores; client on the same machine)")
+    print(f"  {'configuration':<32}{'streams':>8}{'p50 ms':>9}{'p95 ms':>9}{'added p95':>11}"
+          f"{'errors':>8}{'app cores':>11}{'client cores':>14}{'wall s':>8}")
+    for name, figures in results.items():
+        for level, f in figures.items():
+            print(f"  {name:<32}{level:>8}{f['p50']:>9.0f}{f['p95']:>9.0f}{f['added']:>11.0f}"
+                  f"{f['errors']:>8}{f['cores']:>11.2f}{f['client']:>14.2f}{f['wall']:>8.1f}")
+    for name in results:
+        if name.startswith(label):
+            top = results[name][max(levels)]
+            ok = top["errors"] == 0 and top["added"] < TARGET_ADDED_P95_MS
+            print(f"Target: {max(levels)} streams, no errors, p95 added < "
+                  f"{TARGET_ADDED_P95_MS:.0f} ms ({name}): {'meets' if ok else 'misses'}")
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    main()

@@ -1,0 +1,297 @@
+"""Relay overhead: a streamed reply through the app's websocket vs. reading the gateway directly.
+
+    python bench/relay_bench.py [--replies 60] [--tokens 60]
+
+Starts the app as the README does (``scripts/run`` from a copy of the project: one worker,
+SQLite, the embedded gateway with the offline model at 5 ms per token), signs a user in
+over HTTP and opens the app's websocket with a headless client (:class:`ReflexSocket`:
+engine.io 4 / socket.io 5 over a plain websocket, as the browser speaks it). Replies
+alternate between the two paths, each asking ``long: <tokens>``:
+
+- app: the ``send`` event over the websocket; first token = the first delta with a
+  non-empty draft, total = the delta that files the finished reply;
+- direct: ``BehestClient.chat.completions.create(stream=True)`` against the same gateway
+  with the same key; first token = the first content chunk, total = the end of the stream.
+
+Prints p50/p95 of both and the difference. Target: at most 5 ms added at p50 (first token).
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Message,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from behest_chat.behest import BehestClient  # noqa: E402 - after the path fix above
+
+CHAT_STATE = (
+    "reflex___state____state.behest_chat___state___auth____auth_state"
+    ".behest_chat___state___chat____chat_state"
+)
+PASSWORD = "correct horse battery"
+# Tier limits out of the way: the benches measure speed, not quotas.
+UNLIMITED_ENV = json.dumps(
+    {tier: {"rpm": 10**9, "requests_per_day": 10**9, "tokens_per_day": 10**15}
+     for tier in ("free", "pro", "max")}
+)
+TARGET_ADDED_P50_MS = 5.0
+
+
+class ReflexSocket:
+    """A headless Reflex client: one tab's websocket, its events out and its deltas in.
+
+    ``deltas`` receives every ``(monotonic time, delta)`` the server pushes; ``on_delta``
+    (if set) is called with each as it arrives.
+    """
+
+    def __init__(self, app_url: str, cookie: str) -> None:
+        """Prepare a tab of the app at ``app_url`` signed in with the ``cookie`` header."""
+        self.app_url = app_url
+        self.cookie = cookie
+        self.token = str(uuid.uuid4())
+        self.on_delta: Callable[[float, dict[str, Any]], None] | None = None
+        self._ws = WSConnection(ConnectionType.CLIENT)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._connected = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+        self._text: list[str] = []
+
+    async def connect(self, path: str = "/chat/") -> None:
+        """Open the websocket, join the namespace and hydrate the page's state."""
+        parts = urlsplit(self.app_url)
+        host, port = parts.hostname or "localhost", parts.port or 80
+        self._reader, self._writer = await asyncio.open_connection(host, port)
+        self._writer.write(
+            self._ws.send(
+                Request(
+                    host=f"{host}:{port}",
+                    target=f"/_event/?token={self.token}&EIO=4&transport=websocket",
+                    extra_headers=[(b"cookie", self.cookie.encode()),
+                                   (b"origin", self.app_url.encode())],
+                )
+            )
+        )
+        self._pump = asyncio.create_task(self._read_loop())
+        await asyncio.wait_for(self._connected.wait(), 30)
+        await self.emit("reflex___state____state.hydrate", {}, path)
+
+    async def emit(self, name: str, payload: dict[str, Any], path: str = "/chat/") -> None:
+        """Send one event, as the page does."""
+        event = {"name": name, "payload": payload,
+                 "router_data": {"pathname": path, "asPath": path}}
+        await self._send("42/_event," + json.dumps(["event", event]))
+
+    async def close(self) -> None:
+        """Close the websocket."""
+        if self._writer is not None and not self._closed.is_set():
+            with contextlib.suppress(Exception):
+                self._writer.write(self._ws.send(CloseConnection(code=1000)))
+                await self._writer.drain()
+            self._writer.close()
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(BaseException):
+                await self._pump
+
+    async def _send(self, text: str) -> None:
+        assert self._writer is not None
+        self._writer.write(self._ws.send(Message(data=text)))
+        await self._writer.drain()
+
+    async def _read_loop(self) -> None:
+        assert self._reader is not None and self._writer is not None
+        try:
+            while True:
+                data = await self._reader.read(65536)
+                if not data:
+                    return
+                self._ws.receive_data(data)
+                for event in self._ws.events():
+                    if isinstance(event, AcceptConnection):
+                        continue
+                    if isinstance(event, RejectConnection):
+                        raise ConnectionError(f"websocket refused: {event.status_code}")
+                    if isinstance(event, Ping):
+                        self._writer.write(self._ws.send(event.response()))
+                    elif isinstance(event, CloseConnection):
+                        return
+                    elif isinstance(event, TextMessage):
+                        self._text.append(event.data)
+                        if event.message_finished:
+                            await self._packet("".join(self._text))
+                            self._text.clear()
+        finally:
+            self._closed.set()
+
+    async def _packet(self, packet: str) -> None:
+        now = time.monotonic()
+        if packet.startswith("0"):  # engine.io open → join the app's namespace
+            await self._send("40/_event,")
+        elif packet == "2":  # engine.io ping
+            await self._send("3")
+        elif packet.startswith("40/_event"):
+            self._connected.set()
+        elif packet.startswith("42/_event,"):
+            name, body = json.loads(packet[len("42/_event,"):])[:2]
+            if name == "event" and self.on_delta is not None:
+                self.on_delta(now, body.get("delta") or {})
+
+
+@dataclass
+class Turn:
+    """Timestamps of one reply seen through the websocket."""
+
+    sent: float = 0.0
+    first: float | None = None
+    done: float | None = None
+    status: str = ""
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def chat_turn(tab: ReflexSocket, prompt: str, timeout: float = 120.0) -> Turn:
+    """Send ``prompt`` in ``tab``; wait for the reply to be filed; return its timings."""
+    turn = Turn()
+
+    def on_delta(now: float, delta: dict[str, Any]) -> None:
+        chat = delta.get(CHAT_STATE) or {}
+        if turn.first is None and chat.get("draft_rx_state_"):
+            turn.first = now
+        messages = chat.get("messages_rx_state_")
+        if messages and messages[-1]["role"] == "assistant" and chat.get("phase_rx_state_") == "":
+            turn.done, turn.status = now, messages[-1]["status"]
+            if turn.first is None:  # the whole answer arrived before the first flush
+                turn.first = now
+            turn.finished.set()
+
+    tab.on_delta = on_delta
+    turn.sent = time.monotonic()
+    await tab.emit(f"{CHAT_STATE}.send", {"form_data": {"prompt": prompt}})
+    await asyncio.wait_for(turn.finished.wait(), timeout)
+    return turn
+
+
+def register_user(app_url: str, client: httpx.Client | None = None) -> str:
+    """Create a user through ``POST /api/auth/register``; returns the Cookie header value."""
+    username = f"b{secrets.token_hex(5)}"
+    http = client or httpx.Client(timeout=30)
+    http.cookies.clear()  # registering while signed in would end the previous user's session
+    response = http.post(
+        f"{app_url}/api/auth/register",
+        json={"username": username, "display_name": username, "password": PASSWORD},
+        headers={"Origin": app_url},
+    )
+    response.raise_for_status()
+    return f"behest_chat_session={response.cookies['behest_chat_session']}"
+
+
+@contextlib.contextmanager
+def running_app(**env: str) -> Iterator[Any]:
+    """The app from a fresh copy of the project, as ``scripts/run`` starts it."""
+    from tests.fixtures.app import project_copy, run_app
+
+    with tempfile.TemporaryDirectory(prefix="behest-bench-") as directory:
+        base = Path(directory)
+        root = project_copy(base / "project")
+        (base / "work").mkdir()
+        with run_app(base / "work", root, **{"BEHEST_GATEWAY_LIMITS": UNLIMITED_ENV, **env}) as server:
+            yield server
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    return statistics.quantiles(ordered, n=100, method="inclusive")[round(q) - 1]
+
+
+async def measure(app_url: str, gateway_url: str, api_key: str, replies: int, tokens: int
+                  ) -> dict[str, list[float]]:
+    cookie = await asyncio.to_thread(register_user, app_url)
+    tab = ReflexSocket(app_url, cookie)
+    await tab.connect()
+    prompt = f"long: {tokens}"
+    samples: dict[str, list[float]] = {"app_first": [], "app_total": [],
+                                        "direct_first": [], "direct_total": []}
+    async with BehestClient(key=api_key, base_url=gateway_url) as client:
+        for n in range(replies + 2):  # two warm-up rounds are not counted
+            turn = await chat_turn(tab, prompt)
+            if turn.status != "done" or turn.first is None or turn.done is None:
+                raise SystemExit(f"a reply through the app ended as {turn.status!r}")
+            started = time.monotonic()
+            first = None
+            stream = await client.chat.completions.create(
+                messages=[{"role": "user", "content": prompt}], stream=True,
+                user_id="bench-direct", tier=1)
+            async with stream:
+                async for chunk in stream:
+                    if first is None and chunk["choices"] and chunk["choices"][0]["delta"].get(
+                            "content"):
+                        first = time.monotonic()
+            ended = time.monotonic()
+            if n < 2:
+                continue
+            samples["app_first"].append((turn.first - turn.sent) * 1000)
+            samples["app_total"].append((turn.done - turn.sent) * 1000)
+            samples["direct_first"].append(((first or ended) - started) * 1000)
+            samples["direct_total"].append((ended - started) * 1000)
+    await tab.close()
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--replies", type=int, default=60)
+    parser.add_argument("--tokens", type=int, default=60)
+    args = parser.parse_args()
+    print("Starting the app (one worker, SQLite, embedded gateway at 5 ms/token) ...")
+    with running_app(BEHEST_GATEWAY_TOKEN_DELAY_MS="5") as app:
+        samples = asyncio.run(
+            measure(app.url, app.gateway_url, app.env["BEHEST_KEY"], args.replies, args.tokens)
+        )
+    print(f"\nRelay overhead, {args.replies} replies of {args.tokens} tokens each (ms)")
+    print(f"  {'':<22}{'p50':>9}{'p95':>9}")
+    for label, key in (("first token, app", "app_first"), ("first token, direct", "direct_first"),
+                       ("total, app", "app_total"), ("total, direct", "direct_total")):
+        print(f"  {label:<22}{percentile(samples[key], 50):>9.1f}{percentile(samples[key], 95):>9.1f}")
+    added_first = percentile(samples["app_first"], 50) - percentile(samples["direct_first"], 50)
+    added_total = percentile(samples["app_total"], 50) - percentile(samples["direct_total"], 50)
+    print(f"  {'added at p50, first':<22}{added_first:>9.1f}")
+    print(f"  {'added at p50, total':<22}{added_total:>9.1f}")
+    verdict = "meets" if added_first <= TARGET_ADDED_P50_MS else "misses"
+    print(f"Target: <= {TARGET_ADDED_P50_MS:.0f} ms added at p50 (first token): {verdict}")
+
+
+if __name__ == "__main__":
+    main()
