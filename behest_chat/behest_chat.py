@@ -14,7 +14,9 @@ from behest_chat.state import AuthState, ChatState, SettingsState
 from behest_chat.state.usage import UsageState
 
 app = rx.App(
-    head_components=[rx.script(src="/auth.js"), rx.script(src="/direct.js")],
+    # Plain <script> tags in the prerendered head run before hydration, so a form sent the
+    # moment the page appears is still handled (rx.script would add them only afterwards).
+    head_components=[rx.el.script(src="/auth.js"), rx.el.script(src="/direct.js")],
     api_transformer=create_api(get_settings(), get_client),
 )
 app.register_lifespan_task(lifespan)
