@@ -33,7 +33,7 @@ nothing spent goes unrecorded. Budgets are checked before a request is sent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -53,6 +53,8 @@ from behest_chat.services import get_client
 from behest_chat.settings import get_settings
 from behest_chat.state.auth import AuthState
 
+logger = logging.getLogger("behest_chat.chat")
+
 __all__ = [
     "CONTINUE_PROMPT",
     "ChatState",
@@ -64,6 +66,7 @@ __all__ = [
 # What Continue asks the model, after the partial answer.
 CONTINUE_PROMPT = "Continue your previous answer exactly where it stopped. Do not repeat it."
 _RATE_LIMIT_RETRIES = 3
+_FINAL_UPDATE_RETRIES_S = (0.2, 0.5, 1.0, 2.0, 4.0, None)
 _FOLLOW_INTERVAL_S = 0.3
 _PROCESS_ID = uuid.uuid4().hex[:12]
 # Conversation id → client token of the tab whose state a turn of this process updates.
@@ -169,6 +172,7 @@ class ChatState(AuthState):
     # The composer is remounted with this text whenever a page of a conversation loads.
     composer_seed: str = ""
     composer_key: int = 0
+    _seeded_for: str = ""
     _new_draft: str = ""
     _quota_until: float = 0.0
     _quota_tier: int = 0
@@ -194,26 +198,35 @@ class ChatState(AuthState):
         self.editing_id = ""
         events: list[Any] = [rx.call_script(SCROLL_TO_LATEST_JS)]
         conversation_id = _conversation_in(self.router.url.path)
-        self.composer_key += 1
         if not conversation_id:
             self._show_nothing()
             self.missing = False
-            self.composer_seed = self._new_draft
+            self._seed_composer("", self._new_draft)
         else:
             conversation = store.get_conversation(user.user_id, conversation_id)
             if conversation is None:
                 self._show_nothing()
                 self.missing = True
-                self.composer_seed = ""
+                self._seed_composer(conversation_id, "")
             else:
                 self.missing = False
                 follow = self._open(user, conversation_id, conversation.title)
-                self.composer_seed = conversation.draft
+                self._seed_composer(conversation_id, conversation.draft)
                 if follow is not None:
                     events.append(ChatState.follow(follow))
         self._refresh_sidebar(user)
         self._refresh_allowance(user)
         return events
+
+    def _seed_composer(self, conversation_id: str, text: str) -> None:
+        """Put a conversation's draft in the composer (by remounting it).
+
+        A remount wipes whatever is being typed, so it happens only when the conversation
+        or the draft to show changes, not on every load.
+        """
+        if (conversation_id, text) != (self._seeded_for, self.composer_seed):
+            self._seeded_for, self.composer_seed = conversation_id, text
+            self.composer_key += 1
 
     def _show_nothing(self) -> None:
         self.conversation_id = self.title = ""
@@ -243,7 +256,11 @@ class ChatState(AuthState):
 
     @rx.event(background=True)
     async def follow(self, message_id: int):
-        """Show an answer that another tab or process is writing, until it ends."""
+        """Show an answer that another tab or process is writing, until it ends.
+
+        The row is read under the state lock: the writer stores the ending before it resets
+        the tab, so the follower can never put back an answer that has just ended.
+        """
         async with self:
             user = self._current_user()
             generation = self._follow_generation
@@ -252,21 +269,19 @@ class ChatState(AuthState):
             return
         while True:
             await asyncio.sleep(_FOLLOW_INTERVAL_S)  # polling the database row
-            answer = await asyncio.to_thread(store.message_for_user, user.user_id, message_id)
-            if answer is not None and store.is_live(answer):
-                async with self:
-                    if self._follow_generation != generation:
-                        return
-                    if self.draft != answer.content:
-                        self.draft = answer.content
-                    if self.phase != "rate_limited":
-                        self.phase = "streaming"
-                continue
-            if answer is not None and answer.status == "streaming":
-                await asyncio.to_thread(store.interrupt_stale, conversation_id)
             async with self:
                 if self._follow_generation != generation:
                     return
+                answer = store.message_for_user(user.user_id, message_id)
+                if answer is not None and store.is_live(answer):
+                    # A writer in this tab may be ahead of the saved text: never go back.
+                    if not self.draft.startswith(answer.content):
+                        self.draft = answer.content
+                    if not self.phase:
+                        self.phase = "streaming"
+                    continue
+                if answer is not None and answer.status == "streaming":
+                    store.interrupt_stale(conversation_id)
                 self._reload_window(user)
                 self.draft, self.phase = "", ""
                 self.live_status = "The answer finished."
@@ -548,6 +563,7 @@ class ChatState(AuthState):
         if user is None:
             return "signed out"
         if self.busy or (conversation_id and turns.running(conversation_id)):
+            self._say("An answer is still being written. Wait for it, or press Stop.", "busy")
             return "busy"
         if self._quota_until > time.time() and self._quota_tier == user.tier:
             self._say(self._quota_message, "quota")
@@ -594,6 +610,9 @@ class ChatState(AuthState):
         assert task is not None
         async with self:
             client_token = self.router.session.client_token
+            if created:
+                # The box was just cleared by the send: the new page needs no draft put back.
+                self._seeded_for, self.composer_seed = conversation_id, ""
             if created or self.conversation_id == conversation_id:
                 self.conversation_id = conversation_id
                 self.title = title
@@ -694,12 +713,19 @@ class ChatState(AuthState):
         await self._show(conversation_id, phase="connecting", retry_in=0)
 
     async def _show(self, conversation_id: str, **values: Any) -> None:
-        """Update the tab, if it still shows this conversation."""
-        async with self:
-            if self.conversation_id != conversation_id:
-                return
-            for name, value in values.items():
-                setattr(self, name, value)
+        """Update the tab, if it still shows this conversation.
+
+        Best effort: the answer is saved in the database whatever happens here, so a state
+        store that is briefly unreachable (Redis restarting) must not end the turn.
+        """
+        try:
+            async with self:
+                if self.conversation_id != conversation_id:
+                    return
+                for name, value in values.items():
+                    setattr(self, name, value)
+        except Exception as exc:  # noqa: BLE001 - any state-store failure, see above
+            logger.warning("tab not updated during a turn: %s", type(exc).__name__)
 
     async def _finish(
         self,
@@ -747,18 +773,27 @@ class ChatState(AuthState):
                     estimated=estimated,
                 )
             )
-        with contextlib.suppress(Exception):
-            async with self:
-                if outcome.kind == "quota":
-                    # The gateway will refuse until its day ends: do not ask it again.
-                    self._quota_until = budgets.next_utc_midnight().timestamp()
-                    self._quota_tier, self._quota_message = user.tier, outcome.text
-                if self.conversation_id == turn.conversation_id:
-                    self._reload_window(user)
-                    self.draft, self.phase, self.retry_in = "", "", 0
-                    self.live_status = _LIVE_ENDINGS.get(outcome.status, "")
-                self._refresh_sidebar(user)
-                self._refresh_allowance(user)
+        # The tab must learn that the turn ended, or it would show a spinner forever: try
+        # again for a few seconds if the state store is briefly unreachable.
+        for delay in _FINAL_UPDATE_RETRIES_S:
+            try:
+                async with self:
+                    if outcome.kind == "quota":
+                        # The gateway will refuse until its day ends: do not ask it again.
+                        self._quota_until = budgets.next_utc_midnight().timestamp()
+                        self._quota_tier, self._quota_message = user.tier, outcome.text
+                    if self.conversation_id == turn.conversation_id:
+                        self._reload_window(user)
+                        self.draft, self.phase, self.retry_in = "", "", 0
+                        self.live_status = _LIVE_ENDINGS.get(outcome.status, "")
+                    self._refresh_sidebar(user)
+                    self._refresh_allowance(user)
+                return
+            except Exception as exc:  # noqa: BLE001 - any state-store failure, see above
+                logger.warning("tab not updated after a turn: %s", type(exc).__name__)
+                if delay is None:
+                    return
+                await asyncio.sleep(delay)
 
     # ── Helpers (called under the lock) ──────────────────────────────────────
 
