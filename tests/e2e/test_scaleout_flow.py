@@ -28,6 +28,7 @@ from tests.fixtures.services import PgDatabase, PrivateRedis, create_pg_database
 pytestmark = pytest.mark.e2e
 
 WORKERS = "2"
+CONVERSATION_URL = re.compile(r"/chat/[A-Za-z0-9_-]+/?$")
 ANSWER_TIMEOUT_MS = 30_000
 
 
@@ -123,6 +124,12 @@ def register(page: Page, base: str) -> str:
     return username
 
 
+def reload_conversation(page: Page) -> None:
+    """Reload once the page's URL names the conversation (a new one gets its URL on send)."""
+    expect(page).to_have_url(CONVERSATION_URL)
+    page.reload()
+
+
 def sign_in(page: Page, base: str, username: str, password: str = PASSWORD) -> None:
     open_form(page, f"{base}/login")
     page.get_by_test_id("username-input").fill(username)
@@ -146,7 +153,7 @@ def test_core_flow_with_two_workers_on_postgres_and_redis(
 
     ask(page, "long: 250")  # about 4 s of streaming
     expect(streaming(page)).to_have_count(1)
-    page.reload()  # the new websocket may land on the other worker; the turn goes on
+    reload_conversation(page)  # the new websocket may land on the other worker
     expect(page.get_by_test_id("display-name")).to_have_text(f"User {username}")
     wait_done(page, 2)
     assert statuses(page) == [("user", "done"), ("assistant", "done"),
@@ -167,7 +174,7 @@ def test_stop_after_reload_ends_the_turn_wherever_it_runs(
     for round_ in range(1, 4):  # each reload is a new chance to land on the other worker
         ask(page, "long: 3000")
         expect(streaming(page)).to_have_count(1)
-        page.reload()
+        reload_conversation(page)
         expect(streaming(page)).to_have_count(1)
         page.get_by_test_id("stop").click()
         stopped = assistant_messages(page).and_(page.locator('[data-status="stopped"]'))
@@ -237,8 +244,9 @@ def test_postgres_connections_dropped_mid_conversation(
     expect(streaming(page)).to_have_count(1)
     cluster.database.terminate_connections()
     wait_done(page, 3)
-    page.reload()
+    reload_conversation(page)
     expect(page.get_by_test_id("display-name")).to_have_text(f"User {username}")
+    expect(assistant_messages(page)).to_have_count(3)
     assert statuses(page) == [("user", "done"), ("assistant", "done")] * 3
     rows = cluster.database.query(
         'SELECT count(*) FROM auth_session s JOIN "user" u ON u.id = s.user_id '
@@ -266,7 +274,7 @@ def test_redis_restart_during_a_stream_keeps_the_conversation(
         expect(last.get_by_test_id("message-error")).not_to_be_empty()
     expect(page.get_by_test_id("send")).to_be_visible()
 
-    page.reload()
+    reload_conversation(page)
     expect(page.get_by_test_id("display-name")).to_have_text(f"User {username}")
     first_answer = assistant_messages(page).first
     expect(first_answer).to_have_text("kept before the restart")
