@@ -81,7 +81,7 @@ def test_reload_mid_answer_shows_the_partial_and_the_answer_completes(
 ) -> None:
     sign_up(page, app_server.url)
     app_server.clear_faults()
-    ask(page, "long: 300")
+    ask(page, "long: 200")
     partial = streaming_text(page, 150)
     cid = conversation_id(page)
     page.reload()
@@ -91,7 +91,7 @@ def test_reload_mid_answer_shows_the_partial_and_the_answer_completes(
     done = answers(page, "done")
     expect(done).to_have_count(1, timeout=30_000)
     assert len(done.inner_text()) > len(partial)
-    expect(page.locator('[data-testid="message"][data-role="user"]')).to_have_text("long: 300")
+    expect(page.locator('[data-testid="message"][data-role="user"]')).to_have_text("long: 200")
 
 
 def test_a_dropped_websocket_reconnects_and_the_answer_completes(page: Page, app_server) -> None:
@@ -104,7 +104,7 @@ def test_a_dropped_websocket_reconnects_and_the_answer_completes(page: Page, app
     page.route_web_socket(re.compile(r"/_event/"), relay)
     sign_up(page, app_server.url)
     app_server.clear_faults()
-    ask(page, "long: 300")
+    ask(page, "long: 200")
     partial = streaming_text(page, 100)
     opened = len(sockets)
     sockets[-1].close(code=1001, reason="network dropped")
