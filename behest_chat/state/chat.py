@@ -38,6 +38,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import reflex as rx
@@ -53,15 +54,16 @@ from behest_chat.services import get_client
 from behest_chat.settings import get_settings
 from behest_chat.state.auth import AuthState
 
-logger = logging.getLogger("behest_chat.chat")
-
 __all__ = [
     "CONTINUE_PROMPT",
     "ChatState",
     "conversation_path",
     "describe_error",
     "explain_failure",
+    "quota_message",
 ]
+
+logger = logging.getLogger("behest_chat.chat")
 
 # What Continue asks the model, after the partial answer.
 CONTINUE_PROMPT = "Continue your previous answer exactly where it stopped. Do not repeat it."
@@ -112,9 +114,12 @@ def explain_failure(exc: BaseException, now: float | None = None) -> tuple[str, 
 
 
 def quota_message(exc: errors.QuotaExceededError, now: float | None = None) -> str:
-    """``"The daily quota of the free tier is reached: 50,123 of 50,000 tokens …"``."""
-    from datetime import UTC, datetime
+    """``"The daily quota of the free tier is reached: 50,123 of 50,000 tokens used today …"``.
 
+    Args:
+        exc: the gateway's 402 (its ``details`` give tier, limit and usage when present).
+        now: Unix time (tests); the reset is the next 00:00 UTC.
+    """
     tier = exc.tier if isinstance(exc.tier, str) else budgets.TIER_NAMES.get(exc.tier or 1, "free")
     figures = ""
     for key, used_key, unit in (
@@ -123,8 +128,11 @@ def quota_message(exc: errors.QuotaExceededError, now: float | None = None) -> s
     ):
         limit, used = exc.limit.get(key), exc.usage.get(used_key)
         if isinstance(limit, int):
-            shown = f"{used:,} of " if isinstance(used, int) else ""
-            figures = f": {shown}{limit:,} {unit} used today"
+            figures = (
+                f": {used:,} of {limit:,} {unit} used today"
+                if isinstance(used, int)
+                else f" ({limit:,} {unit} a day)"
+            )
             break
     moment = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
     reset = budgets.next_utc_midnight(moment)
