@@ -28,8 +28,8 @@ import httpx
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.e2e.test_conversations import seed_long_conversation  # noqa: E402
-from tests.fixtures.app import CHROMIUM, CHROMIUM_ARGS, project_copy, run_app  # noqa: E402
+from tests.e2e.test_conversations import seed_long_conversation
+from tests.fixtures.app import CHROMIUM, CHROMIUM_ARGS, project_copy, run_app
 
 WATCH = """(needle) => { window.__shownAt = null;
   const check = () => {
@@ -49,11 +49,16 @@ def main() -> int:
     newest = f"Answer {args.turns - 1}: item"
     older = f"Question {args.turns - 50}: how"
     results: dict[str, list[tuple[float, int, int]]] = {
-        "empty": [], "page load": [], "sidebar": [], "older": []
+        "empty": [],
+        "page load": [],
+        "sidebar": [],
+        "older": [],
     }
-    with tempfile.TemporaryDirectory() as tmp, run_app(
-        Path(tmp), project_copy(Path(tempfile.mkdtemp(dir=tmp)))
-    ) as app, sync_playwright() as pw:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        run_app(Path(tmp), project_copy(Path(tempfile.mkdtemp(dir=tmp)))) as app,
+        sync_playwright() as pw,
+    ):
         username = f"bench{secrets.token_hex(3)}"
         registered = httpx.post(
             f"{app.url}/api/auth/register",
@@ -69,13 +74,7 @@ def main() -> int:
             context.add_cookies(cookies)
             page = context.new_page()
             received = {"bytes": 0}
-            page.on(
-                "websocket",
-                lambda ws: ws.on(
-                    "framereceived",
-                    lambda p: received.__setitem__("bytes", received["bytes"] + len(p)),
-                ),
-            )
+            page.on("websocket", _counter(received))
             page.add_init_script(
                 f"({WATCH})(location.pathname.length > 7 ? {newest!r} : 'Ask a question to start.')"
             )
@@ -92,7 +91,9 @@ def main() -> int:
             page.get_by_test_id("empty-chat").wait_for()
             page.evaluate(WATCH, newest)
             before, clicked = received["bytes"], page.evaluate("performance.now()")
-            page.locator(f'[data-conversation-id="{cid}"] [data-testid="conversation-link"]').click()
+            page.locator(
+                f'[data-conversation-id="{cid}"] [data-testid="conversation-link"]'
+            ).click()
             page.wait_for_function("() => window.__shownAt !== null")
             shown = page.evaluate("window.__shownAt") - clicked
             page.wait_for_timeout(300)  # let the last deltas of the switch arrive before counting
@@ -107,8 +108,10 @@ def main() -> int:
             context.close()
         browser.close()
 
-    print(f"\nOpening a {args.turns:,}-turn conversation ({2 * args.turns:,} messages), "
-          f"median of {args.runs}\n")
+    print(
+        f"\nOpening a {args.turns:,}-turn conversation ({2 * args.turns:,} messages), "
+        f"median of {args.runs}\n"
+    )
     print(f"{'case':<26}{'ms to show':>12}{'ws bytes':>12}{'messages in DOM':>18}")
     labels = {
         "empty": "new chat, cold cache",
@@ -122,6 +125,18 @@ def main() -> int:
         print(f"{labels[key]:<26}{ms:>12.0f}{sent:>12,.0f}{rows[-1][2]:>18}")
     print("\ntarget: under 1,000 ms to show; bytes independent of the conversation's length")
     return 0
+
+
+def _counter(received: dict[str, int]):
+    """A websocket listener adding every received frame's size to ``received["bytes"]``."""
+
+    def on_websocket(ws) -> None:
+        def count(payload) -> None:
+            received["bytes"] += len(payload)
+
+        ws.on("framereceived", count)
+
+    return on_websocket
 
 
 def _count(page) -> int:

@@ -68,9 +68,7 @@ def upgrade() -> None:
         *_timestamps(),
         sa.CheckConstraint("role IN ('user', 'assistant')", name="ck_message_role"),
     )
-    op.create_index(
-        "ix_message_conversation_parent", "message", ["conversation_id", "parent_id"]
-    )
+    op.create_index("ix_message_conversation_parent", "message", ["conversation_id", "parent_id"])
 
     op.create_table(
         "token_usage",

@@ -19,7 +19,9 @@ def header() -> rx.Component:
     """Top bar: app name, navigation, theme, the user's display name and Sign out."""
     return rx.hstack(
         rx.link(
-            rx.heading("behest-chat", size=rx.breakpoints(initial="3", sm="5"), white_space="nowrap"),
+            rx.heading(
+                "behest-chat", size=rx.breakpoints(initial="3", sm="5"), white_space="nowrap"
+            ),
             href=routes.CHAT,
             underline="none",
         ),
@@ -28,9 +30,7 @@ def header() -> rx.Component:
             AuthState.signed_in,
             rx.hstack(
                 # On a phone the app name already leads to the chat.
-                rx.link(
-                    "Chat", href=routes.CHAT, display=["none", "inline"], **testid("nav-chat")
-                ),
+                rx.link("Chat", href=routes.CHAT, display=["none", "inline"], **testid("nav-chat")),
                 rx.link("Usage", href=USAGE_ROUTE, **testid("nav-usage")),
                 rx.link("Settings", href=routes.SETTINGS, **testid("nav-settings")),
                 rx.text(

@@ -44,13 +44,18 @@ def bubble(
 
 def _action(label: str, handler: rx.EventSpec, name: str, **props: object) -> rx.Component:
     return rx.button(
-        label, size="1", variant="ghost", on_click=handler, disabled=ChatState.busy,
-        **props, **testid(name),
+        label,
+        size="1",
+        variant="ghost",
+        on_click=handler,
+        disabled=ChatState.busy,
+        **props,
+        **testid(name),
     )
 
 
 def _versions(msg: rx.Var[dict[str, str]]) -> rx.Component:
-    """‹ 2 / 3 › between the versions of a message."""
+    """``< 2 / 3 >`` between the versions of a message."""
     return rx.cond(
         msg["versions"] != "1",
         rx.hstack(
@@ -64,7 +69,11 @@ def _versions(msg: rx.Var[dict[str, str]]) -> rx.Component:
                 **testid("version-prev"),
             ),
             rx.text(
-                msg["version"], " / ", msg["versions"], size="1", color_scheme="gray",
+                msg["version"],
+                " / ",
+                msg["versions"],
+                size="1",
+                color_scheme="gray",
                 **testid("version-label"),
             ),
             rx.icon_button(
@@ -98,7 +107,9 @@ def _actions(msg: rx.Var[dict[str, str]]) -> rx.Component:
         rx.cond(
             msg["regenerate"] == "1",
             _action(
-                "Regenerate", ChatState.regenerate(msg["id"]), "regenerate",
+                "Regenerate",
+                ChatState.regenerate(msg["id"]),
+                "regenerate",
                 aria_label="Regenerate this answer",
             ),
         ),
@@ -111,7 +122,10 @@ def _actions(msg: rx.Var[dict[str, str]]) -> rx.Component:
             rx.el.details(
                 rx.el.summary("Details", font_size="var(--font-size-1)", cursor="pointer"),
                 rx.text(
-                    "Trace id: ", rx.code(msg["trace_id"]), size="1", color_scheme="gray",
+                    "Trace id: ",
+                    rx.code(msg["trace_id"]),
+                    size="1",
+                    color_scheme="gray",
                     **testid("trace-id"),
                 ),
                 **testid("trace-details"),
@@ -159,7 +173,10 @@ def message(msg: rx.Var[dict[str, str]]) -> rx.Component:
         rx.cond(
             (msg["status"] != "done") & (msg["error"] != ""),
             rx.text(
-                msg["error"], size="2", color_scheme="red", margin_top="0.5em",
+                msg["error"],
+                size="2",
+                color_scheme="red",
+                margin_top="0.5em",
                 **testid("message-error", **{"data-kind": msg["kind"]}),
             ),
         ),

@@ -93,7 +93,9 @@ def rename_dialog() -> rx.Component:
                     ),
                     rx.hstack(
                         rx.button(
-                            "Cancel", type="button", variant="soft",
+                            "Cancel",
+                            type="button",
+                            variant="soft",
                             on_click=ChatState.cancel_rename,
                         ),
                         rx.button("Save", type="submit", **testid("rename-save")),
@@ -116,19 +118,25 @@ def delete_dialog() -> rx.Component:
         rx.alert_dialog.content(
             rx.alert_dialog.title("Delete conversation?"),
             rx.alert_dialog.description(
-                "“", ChatState.delete_title, "” and all its messages will be deleted. "
-                "Its token usage stays in your usage figures."
+                "“",
+                ChatState.delete_title,
+                "” and all its messages will be deleted. "
+                "Its token usage stays in your usage figures.",
             ),
             rx.hstack(
                 rx.alert_dialog.cancel(
                     rx.button(
-                        "Cancel", variant="soft", on_click=ChatState.cancel_delete,
+                        "Cancel",
+                        variant="soft",
+                        on_click=ChatState.cancel_delete,
                         **testid("cancel-delete"),
                     ),
                 ),
                 rx.alert_dialog.action(
                     rx.button(
-                        "Delete", color_scheme="red", on_click=ChatState.confirm_delete,
+                        "Delete",
+                        color_scheme="red",
+                        on_click=ChatState.confirm_delete,
                         **testid("confirm-delete"),
                     ),
                 ),
@@ -176,7 +184,9 @@ def sidebar() -> rx.Component:
         rx.cond(
             ChatState.conversations.length() == 0,
             rx.text(
-                rx.cond(ChatState.search != "", "No conversation matches.", "No conversations yet."),
+                rx.cond(
+                    ChatState.search != "", "No conversation matches.", "No conversations yet."
+                ),
                 size="2",
                 color_scheme="gray",
                 **testid("conversations-empty"),

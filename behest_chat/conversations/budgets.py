@@ -156,9 +156,7 @@ class Allowance:
         if left is None:
             parts.append(f"{self.used_today:,} tokens used today ({self.tier_name}, no budget)")
         else:
-            parts.append(
-                f"{left:,} of {self.daily_budget:,} tokens left today ({self.tier_name})"
-            )
+            parts.append(f"{left:,} of {self.daily_budget:,} tokens left today ({self.tier_name})")
         cap_left = self.remaining_in_conversation
         if cap_left is not None:
             parts.append(f"{cap_left:,} of {self.conversation_cap:,} left in this chat")

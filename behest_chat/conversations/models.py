@@ -67,9 +67,7 @@ class Message(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    conversation_id: str = Field(
-        foreign_key="conversation.id", ondelete="CASCADE", max_length=32
-    )
+    conversation_id: str = Field(foreign_key="conversation.id", ondelete="CASCADE", max_length=32)
     parent_id: int | None = Field(default=None)
     depth: int = Field(default=0)
     role: str = Field(max_length=16)

@@ -278,8 +278,10 @@ def start_answer(
         return answer
 
 
-def resume_answer(user_id: int, conversation_id: str, answer_id: int, run_id: str) -> Message | None:
-    """Take an ended assistant message up again (Continue): back to ``streaming`` under ``run_id``."""
+def resume_answer(
+    user_id: int, conversation_id: str, answer_id: int, run_id: str
+) -> Message | None:
+    """Reopen an ended answer for Continue: ``streaming`` again, under ``run_id``."""
     with session_scope() as db:
         conversation = _owned(db, user_id, conversation_id)
         answer = db.get(Message, answer_id)
@@ -580,9 +582,7 @@ def _ancestors(db: Session, start_id: int, limit: int | None) -> list[Message]:
         step = step.where(chain.c.n < limit - 1)
     chain = chain.union_all(step)
     statement = (
-        select(Message)
-        .join(chain, col(Message.id) == chain.c.id)
-        .order_by(chain.c.n.desc())
+        select(Message).join(chain, col(Message.id) == chain.c.id).order_by(chain.c.n.desc())
     )
     return list(db.exec(statement))
 
@@ -653,4 +653,3 @@ def _with_versions(db: Session, conversation_id: str, rows: Iterable[Message]) -
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-

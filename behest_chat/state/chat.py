@@ -47,6 +47,7 @@ from behest_chat import routes
 from behest_chat.accounts.sessions import SessionUser
 from behest_chat.behest import errors
 from behest_chat.conversations import budgets, store
+from behest_chat.conversations.models import Message
 from behest_chat.conversations.recorder import TurnRecorder
 from behest_chat.conversations.store import MessageView
 from behest_chat.inflight import turns
@@ -109,7 +110,10 @@ def explain_failure(exc: BaseException, now: float | None = None) -> tuple[str, 
     if isinstance(exc, errors.QuotaExceededError):
         return "quota", quota_message(exc, now)
     if isinstance(exc, errors.TimeoutError):
-        return "timeout", "The answer stopped arriving in time. The part that arrived is kept; retry."
+        return (
+            "timeout",
+            "The answer stopped arriving in time. The part that arrived is kept; retry.",
+        )
     return describe_error(exc)
 
 
@@ -156,7 +160,8 @@ class _Turn:
 class ChatState(AuthState):
     """The open conversation of one tab, its sidebar, and the turn in progress."""
 
-    messages: list[dict[str, str]] = []
+    # Reflex copies var defaults into every tab's state, so a list default is safe here.
+    messages: list[dict[str, str]] = []  # noqa: RUF012
     has_older: bool = False
     draft: str = ""
     # "" | "connecting" | "waiting" | "streaming" | "rate_limited"
@@ -168,7 +173,7 @@ class ChatState(AuthState):
     notice: str = ""
     notice_kind: str = ""
     allowance: str = ""
-    conversations: list[dict[str, str]] = []
+    conversations: list[dict[str, str]] = []  # noqa: RUF012
     search: str = ""
     live_status: str = ""
     sidebar_open: bool = False
@@ -281,6 +286,8 @@ class ChatState(AuthState):
                 if self._follow_generation != generation:
                     return
                 answer = store.message_for_user(user.user_id, message_id)
+                if answer is not None and answer.conversation_id != conversation_id:
+                    return
                 if answer is not None and store.is_live(answer):
                     # A writer in this tab may be ahead of the saved text: never go back.
                     if not self.draft.startswith(answer.content):
@@ -457,9 +464,7 @@ class ChatState(AuthState):
         created = conversation is None
         if conversation is None:
             conversation = store.create_conversation(user.user_id, text)
-        question = store.add_user_message(
-            user.user_id, conversation.id, text, conversation.leaf_id
-        )
+        question = store.add_user_message(user.user_id, conversation.id, text, conversation.leaf_id)
         if question is None or question.id is None:
             return
         turn = _Turn(user, conversation.id, conversation.session_id, question.id)
@@ -487,7 +492,16 @@ class ChatState(AuthState):
     @rx.event
     def start_edit(self, message_id: str):
         """Show the edit box on one of the user's questions."""
-        self.editing_id = "" if self.busy else str(message_id)
+        user = self._current_user()
+        target = _int(message_id)
+        message = store.message_for_user(user.user_id, target) if user and target else None
+        if (
+            message is not None
+            and message.role == "user"
+            and message.conversation_id == self.conversation_id
+            and not self.busy
+        ):
+            self.editing_id = str(target)
 
     @rx.event
     def cancel_edit(self):
@@ -570,7 +584,11 @@ class ChatState(AuthState):
         """Under the lock: why nothing may be sent now (busy, or the tier's quota is spent)."""
         if user is None:
             return "signed out"
-        if self.busy or (conversation_id and turns.running(conversation_id)):
+        writing = conversation_id and (
+            turns.running(conversation_id)
+            or _is_live(store.streaming_answer(user.user_id, conversation_id))
+        )
+        if self.busy or writing:
             self._say("An answer is still being written. Wait for it, or press Stop.", "busy")
             return "busy"
         if self._quota_until > time.time() and self._quota_tier == user.tier:
@@ -642,15 +660,18 @@ class ChatState(AuthState):
             await self._stream(turn, history, recorder, outcome)
         except asyncio.CancelledError:
             task.uncancel()
-            stopped = not recorder.lost and await asyncio.to_thread(
-                store.stop_requested, answer.id
-            )
-            outcome.end("stopped" if stopped else "interrupted", "stopped" if stopped else "interrupted")
+            stopped = not recorder.lost and await asyncio.to_thread(store.stop_requested, answer.id)
+            # Not the user's Stop: the server is shutting down, or another process took over.
+            ending = "stopped" if stopped else "interrupted"
+            outcome.end(ending, ending)
         except TimeoutError:  # the app's idle timeout (asyncio), not the client's
             outcome.end("error", "timeout")
         except errors.BehestError as exc:
             kind, text = explain_failure(exc)
             outcome.end("error", kind, text, exc.trace_id)
+        except Exception:  # a bug must still end the turn, not leave a spinner
+            logger.exception("a chat turn failed")
+            outcome.end("error", *describe_error(RuntimeError()))
         finally:
             saver.cancel()
             turns.unregister(conversation_id, task)
@@ -732,7 +753,7 @@ class ChatState(AuthState):
                     return
                 for name, value in values.items():
                     setattr(self, name, value)
-        except Exception as exc:  # noqa: BLE001 - any state-store failure, see above
+        except Exception as exc:
             logger.warning("tab not updated during a turn: %s", type(exc).__name__)
 
     async def _finish(
@@ -756,31 +777,37 @@ class ChatState(AuthState):
             completion_tokens = recorder.chunks
             estimated = True
         user = turn.user
-        await asyncio.to_thread(
-            store.finish_answer,
-            answer_id,
-            run_id,
-            status=outcome.status,
-            content=recorder.text,
-            error_kind=outcome.kind,
-            error=outcome.text or _ENDINGS.get(outcome.kind, ""),
-            trace_id=outcome.trace_id,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            usage_estimated=estimated,
-        )
-        if prompt_tokens or completion_tokens:
+        try:
             await asyncio.to_thread(
-                lambda: store.record_usage(
-                    user_id=user.user_id,
-                    conversation_id=turn.conversation_id,
-                    session_id=turn.session_id,
-                    message_id=answer_id,
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    estimated=estimated,
-                )
+                store.finish_answer,
+                answer_id,
+                run_id,
+                status=outcome.status,
+                content=recorder.text,
+                error_kind=outcome.kind,
+                error=outcome.text or _ENDINGS.get(outcome.kind, ""),
+                trace_id=outcome.trace_id,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                usage_estimated=estimated,
             )
+        except Exception:  # the heartbeat stops, so the answer shows as interrupted later
+            logger.exception("the end of a chat turn was not stored")
+        if prompt_tokens or completion_tokens:
+            try:
+                await asyncio.to_thread(
+                    lambda: store.record_usage(
+                        user_id=user.user_id,
+                        conversation_id=turn.conversation_id,
+                        session_id=turn.session_id,
+                        message_id=answer_id,
+                        prompt_tokens=prompt_tokens,
+                        completion_tokens=completion_tokens,
+                        estimated=estimated,
+                    )
+                )
+            except Exception:
+                logger.exception("the usage of a chat turn was not stored")
         # The tab must learn that the turn ended, or it would show a spinner forever: try
         # again for a few seconds if the state store is briefly unreachable.
         for delay in _FINAL_UPDATE_RETRIES_S:
@@ -797,7 +824,7 @@ class ChatState(AuthState):
                     self._refresh_sidebar(user)
                     self._refresh_allowance(user)
                 return
-            except Exception as exc:  # noqa: BLE001 - any state-store failure, see above
+            except Exception as exc:
                 logger.warning("tab not updated after a turn: %s", type(exc).__name__)
                 if delay is None:
                     return
@@ -890,12 +917,19 @@ def _rows(views: Sequence[MessageView]) -> list[dict[str, str]]:
                 ),
                 "continue": (
                     "1"
-                    if failed and index == last and v.content and v.error_kind not in _NOT_CONTINUABLE
+                    if failed
+                    and index == last
+                    and v.content
+                    and v.error_kind not in _NOT_CONTINUABLE
                     else ""
                 ),
             }
         )
     return rows
+
+
+def _is_live(answer: Message | None) -> bool:
+    return answer is not None and store.is_live(answer)
 
 
 def _conversation_in(path: str) -> str:

@@ -25,8 +25,9 @@ _CHART_CONVERSATIONS = 10
 class UsageState(AuthState):
     """What the usage page shows."""
 
-    by_day: list[dict[str, str | int]] = []
-    by_conversation: list[dict[str, str | int]] = []
+    # Reflex copies var defaults into every tab's state, so a list default is safe here.
+    by_day: list[dict[str, str | int]] = []  # noqa: RUF012
+    by_conversation: list[dict[str, str | int]] = []  # noqa: RUF012
     window: str = ""
     total_tokens: int = 0
     total_requests: int = 0

@@ -2,7 +2,8 @@
 
 Usage::
 
-    python -m behest_chat.usage report --since 2026-11-01 [--until 2026-11-30] [--user alice] [--csv]
+    python -m behest_chat.usage report --since 2026-11-01 [--until 2026-11-30]
+    python -m behest_chat.usage report --since 2026-11-01 --user alice --csv
     python -m behest_chat.usage set-budget alice --daily 200000 --conversation-cap 20000
     python -m behest_chat.usage set-budget alice --daily default   # back to the tier's budget
 
@@ -66,8 +67,15 @@ def _report(args: argparse.Namespace) -> int:
     completion = sum(r.completion_tokens for r in rows)
     print(
         _line(
-            ["total", "", "", f"{len({r.username for r in rows})} user(s)", *map(str, totals),
-             str(completion), str(totals[1] + completion)]
+            [
+                "total",
+                "",
+                "",
+                f"{len({r.username for r in rows})} user(s)",
+                *map(str, totals),
+                str(completion),
+                str(totals[1] + completion),
+            ]
         )
     )
     estimated = sum(r.estimated_requests for r in rows)

@@ -228,15 +228,26 @@ def seed_long_conversation(app_server, username: str, turns: int) -> str:
         rows = []
         for i in range(turns * 2):
             role = "user" if i % 2 == 0 else "assistant"
-            text = f"Question {i // 2}: how does item {i // 2} work?" if role == "user" else (
-                f"Answer {i // 2}: item **{i // 2}** works like this.\n\n- one point\n- another"
+            text = (
+                f"Question {i // 2}: how does item {i // 2} work?"
+                if role == "user"
+                else (
+                    f"Answer {i // 2}: item **{i // 2}** works like this.\n\n- one point\n- another"
+                )
             )
             rows.append((start + i, cid, start + i - 1 if i else None, i, role, text, stamp(i)))
         db.execute(
             "INSERT INTO conversation (id, user_id, title, title_is_custom, session_id, leaf_id,"
             " draft, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?, '', ?, ?)",
-            (cid, user_id, f"A {turns}-turn conversation", str(uuid.uuid4()),
-             start + turns * 2 - 1, stamp(0), stamp(turns * 2)),
+            (
+                cid,
+                user_id,
+                f"A {turns}-turn conversation",
+                str(uuid.uuid4()),
+                start + turns * 2 - 1,
+                stamp(0),
+                stamp(turns * 2),
+            ),
         )
         db.executemany(
             "INSERT INTO message (id, conversation_id, parent_id, depth, role, content, status,"
@@ -306,14 +317,20 @@ def test_usage_page_charts_and_csv_show_only_the_users_figures(
     expect(page.get_by_test_id("usage-conversation-title")).to_have_text("echo: one two three four")
     expect(page.get_by_test_id("usage-day-row")).to_have_count(30)
     for chart in ("usage-day-chart", "usage-conversation-chart"):
-        expect(page.get_by_test_id(chart).locator("svg.recharts-surface[role=application]")).to_be_visible()
-    expect(page.get_by_test_id("usage-day-chart").locator(".recharts-bar-rectangle path")).not_to_have_count(0)
+        expect(
+            page.get_by_test_id(chart).locator("svg.recharts-surface[role=application]")
+        ).to_be_visible()
+    expect(
+        page.get_by_test_id("usage-day-chart").locator(".recharts-bar-rectangle path")
+    ).not_to_have_count(0)
     with page.expect_download() as download:
         page.get_by_test_id("usage-csv").click()
     content = download.value.path().read_text()
     header, row = content.strip().splitlines()
     assert header.startswith("day,session_id,conversation_id,title,requests")
-    assert row.endswith(f",echo: one two three four,1,{row.split(',')[-3]},{row.split(',')[-2]},{spent}")
+    assert row.endswith(
+        f",echo: one two three four,1,{row.split(',')[-3]},{row.split(',')[-2]},{spent}"
+    )
 
     other = new_context(browser, app_server)
     try:
@@ -355,7 +372,10 @@ def test_two_users_never_see_each_others_conversations(
 
 def test_mobile_layout_and_dark_theme(app_server, browser: Browser) -> None:
     context = new_context(
-        browser, app_server, viewport={"width": 390, "height": 844}, is_mobile=True,
+        browser,
+        app_server,
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
         has_touch=True,
     )
     try:

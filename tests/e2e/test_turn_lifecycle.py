@@ -160,8 +160,11 @@ def test_402_shows_the_tier_quota_and_sends_nothing_more(page: Page, app_server)
         status=402,
         code="quota_exceeded",
         message="daily token limit of the free tier reached",
-        details={"tier": "free", "limit": {"tokens_per_day": 50000},
-                 "usage": {"tokens_today": 50123}},
+        details={
+            "tier": "free",
+            "limit": {"tokens_per_day": 50000},
+            "usage": {"tokens_today": 50123},
+        },
     )
     ask(page, "hello")
     failed = answers(page, "error")
@@ -191,12 +194,24 @@ def test_over_budget_nothing_is_sent(page: Page, app_server) -> None:
     ask_and_wait(page, "echo: cheap")
     spent = int(page.get_by_test_id("message-tokens").inner_text().split()[0])
     result = subprocess.run(
-        [sys.executable, "-m", "behest_chat.usage", "set-budget", username,
-         "--daily", str(spent + 3)],
+        [
+            sys.executable,
+            "-m",
+            "behest_chat.usage",
+            "set-budget",
+            username,
+            "--daily",
+            str(spent + 3),
+        ],
         cwd=ROOT,
-        env={**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
-             "DATABASE_URL": app_server.env["DATABASE_URL"], "APP_ENV_FILE": os.devnull},
-        capture_output=True, text=True, timeout=60,
+        env={
+            **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")},
+            "DATABASE_URL": app_server.env["DATABASE_URL"],
+            "APP_ENV_FILE": os.devnull,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     page.reload()

@@ -11,8 +11,10 @@ from tests.integration.test_chat_state import app_env  # noqa: F401  (fixture)
 from tests.integration.test_conversations_lifecycle import alice, server  # noqa: F401
 
 
-def restored_text(server, tab) -> list[str]:
-    return [e.payload.get("value") for e in server.recorder.events(tab.token) if e.name == "_set_value"]
+def restored_text(server, tab) -> list[str]:  # noqa: F811
+    return [
+        e.payload.get("value") for e in server.recorder.events(tab.token) if e.name == "_set_value"
+    ]
 
 
 async def test_allowance_is_shown_before_the_first_send(server, alice) -> None:  # noqa: F811
@@ -61,7 +63,10 @@ async def test_the_tier_budget_comes_from_the_settings(server, alice, gateway, m
 
 
 async def test_a_conversation_cap_stops_one_conversation_only(
-    server, alice, gateway, monkeypatch  # noqa: F811
+    server,  # noqa: F811
+    alice,  # noqa: F811
+    gateway,
+    monkeypatch,
 ) -> None:
     monkeypatch.setenv("APP_CONVERSATION_TOKEN_CAP", "150")
     get_settings.cache_clear()

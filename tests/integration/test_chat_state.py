@@ -99,7 +99,6 @@ def app_env(gateway, app_db, monkeypatch: pytest.MonkeyPatch) -> None:
 async def _open_tab(cookie: str) -> AsyncIterator[Tab]:
     from reflex.istate.manager.memory import StateManagerMemory
     from reflex_base.event.processor.base_state_processor import BaseStateEventProcessor
-
     from reflex_base.registry import RegistrationContext
 
     from behest_chat.behest_chat import app
@@ -160,7 +159,9 @@ async def test_send_streams_a_reply_in_a_few_small_deltas(tab: Tab, gateway) -> 
     assert gateway.api_key not in sent
 
 
-async def test_signed_out_tab_is_redirected_and_nothing_is_sent(anonymous_tab: Tab, gateway) -> None:
+async def test_signed_out_tab_is_redirected_and_nothing_is_sent(
+    anonymous_tab: Tab, gateway
+) -> None:
     before = gateway.stats()["chat_requests"]
     await anonymous_tab.run("send", form_data={"prompt": "hello"})
     assert gateway.stats()["chat_requests"] == before

@@ -50,7 +50,7 @@ async def test_guessed_ids_in_urls_and_events_reach_nothing(server, alice, bob, 
     ]:
         await bob_tab.run(handler, **payload)
     state = await bob_tab.state()
-    assert state.rename_id == state.delete_id == ""
+    assert state.rename_id == state.delete_id == state.editing_id == ""
     assert state.messages == [] and state.conversations == []
     assert gateway.stats()["chat_requests"] == requests, "a request was sent for Bob"
 
@@ -58,8 +58,10 @@ async def test_guessed_ids_in_urls_and_events_reach_nothing(server, alice, bob, 
     assert "secret plan" not in seen_by_bob
     # The id is in Bob's own URL (router data); no state of the app ever carried it back.
     app_deltas = [
-        sub for delta in server.recorder.deltas(bob_tab.token)
-        for name, sub in delta.items() if "chat_state" in name
+        sub
+        for delta in server.recorder.deltas(bob_tab.token)
+        for name, sub in delta.items()
+        if "chat_state" in name
     ]
     assert conversation_id not in repr(app_deltas)
 

@@ -52,7 +52,9 @@ class Server:
         self.processor, self.manager, self.recorder = processor, manager, recorder
 
     async def tab(self, user: SessionUser, path: str = "/chat/") -> Tab:
-        tab = Tab(self.processor, self.manager, self.recorder, f"{SESSION_COOKIE}={create_session(user)}")
+        tab = Tab(
+            self.processor, self.manager, self.recorder, f"{SESSION_COOKIE}={create_session(user)}"
+        )
         await tab.open(path)
         return tab
 
@@ -127,10 +129,13 @@ async def test_429_counts_down_from_retry_after_then_succeeds(server, alice, gat
     assert time.monotonic() - started >= 1.0, "the retry waited for Retry-After"
     assert "rate_limited" in phases(server, tab)
     retry_in = [
-        v for d in server.recorder.deltas(tab.token) for s in d.values()
-        for k, v in s.items() if k.startswith("retry_in")
+        v
+        for d in server.recorder.deltas(tab.token)
+        for s in d.values()
+        for k, v in s.items()
+        if k.startswith("retry_in")
     ]
-    counting = retry_in[retry_in.index(1):]
+    counting = retry_in[retry_in.index(1) :]
     assert counting[:2] == [1, 0], retry_in
     stats = gateway.stats()
     assert stats["responses_by_status"].get("429") == 1 and stats["streams_completed"] == 1
@@ -143,13 +148,16 @@ async def test_402_names_tier_limit_usage_and_reset_and_nothing_more_is_sent(
         status=402,
         code="quota_exceeded",
         message="daily token limit of the free tier reached",
-        details={"tier": "free", "limit": {"tokens_per_day": 50000},
-                 "usage": {"tokens_today": 50123}},
+        details={
+            "tier": "free",
+            "limit": {"tokens_per_day": 50000},
+            "usage": {"tokens_today": 50123},
+        },
     )
     tab = await server.tab(alice)
     await tab.run("send", form_data={"prompt": "hello"})
     state = await tab.state()
-    question, reply = state.messages
+    _question, reply = state.messages
     assert reply["status"] == "error" and reply["kind"] == "quota"
     assert "daily quota of the free tier is reached: 50,123 of 50,000 tokens" in reply["error"]
     assert "00:00 UTC (in " in reply["error"]
@@ -202,10 +210,14 @@ async def test_an_idle_stream_times_out_keeps_the_partial_and_closes_upstream(
     gateway.wait_for_stats(lambda s: s["client_disconnects"] > before and s["streams_open"] == 0)
 
 
-async def test_stop_marks_the_answer_stopped_and_continue_extends_it(server, alice, gateway) -> None:
+async def test_stop_marks_the_answer_stopped_and_continue_extends_it(
+    server, alice, gateway
+) -> None:
     gateway.set_fault(token_delay_ms=40)
     tab = await server.tab(alice)
-    running = await tab.processor.enqueue(tab.token, tab.event("send", form_data={"prompt": "long: 300"}))
+    running = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "long: 300"})
+    )
 
     async def streaming() -> bool:
         return len((await tab.state()).draft) > 20
@@ -228,7 +240,9 @@ async def test_stop_marks_the_answer_stopped_and_continue_extends_it(server, ali
     assert len(reply["content"]) > len(partial) and reply["versions"] == "1"
 
 
-async def test_a_turn_whose_server_went_away_is_interrupted_with_retry(server, alice, gateway) -> None:
+async def test_a_turn_whose_server_went_away_is_interrupted_with_retry(
+    server, alice, gateway
+) -> None:
     chat = store.create_conversation(alice.user_id)
     question = store.add_user_message(alice.user_id, chat.id, "What is a list?", None)
     dead = store.start_answer(alice.user_id, chat.id, question.id, "gone-process-run")
@@ -252,7 +266,9 @@ async def test_a_turn_whose_server_went_away_is_interrupted_with_retry(server, a
 async def test_the_same_tab_reloaded_mid_answer_keeps_streaming(server, alice, gateway) -> None:
     gateway.set_fault(token_delay_ms=20)
     tab = await server.tab(alice)
-    running = await tab.processor.enqueue(tab.token, tab.event("send", form_data={"prompt": "long: 90"}))
+    running = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "long: 90"})
+    )
 
     async def partial() -> str:
         state = await tab.state()
@@ -269,7 +285,9 @@ async def test_the_same_tab_reloaded_mid_answer_keeps_streaming(server, alice, g
     assert state.draft == "" and state.phase == ""
 
 
-async def test_another_tab_follows_a_running_answer_from_the_database(server, alice, gateway) -> None:
+async def test_another_tab_follows_a_running_answer_from_the_database(
+    server, alice, gateway
+) -> None:
     gateway.set_fault(token_delay_ms=15)
     first = await server.tab(alice)
     running = await first.processor.enqueue(
@@ -301,11 +319,16 @@ async def test_another_tab_follows_a_running_answer_from_the_database(server, al
     await asyncio.wait_for(running.wait_all(), 20)
     await asyncio.wait_for(opening.wait_all(), 5)
     second_drafts = [
-        v for d in server.recorder.deltas(second.token) for s in d.values()
-        for k, v in s.items() if k.startswith("draft") and v
+        v
+        for d in server.recorder.deltas(second.token)
+        for s in d.values()
+        for k, v in s.items()
+        if k.startswith("draft") and v
     ]
     assert len(second_drafts) >= 2 and second_drafts == sorted(second_drafts, key=len)
-    assert (await second.state()).messages[-1]["content"] == (await first.state()).messages[-1]["content"]
+    assert (await second.state()).messages[-1]["content"] == (await first.state()).messages[-1][
+        "content"
+    ]
 
 
 async def test_regenerate_and_edit_keep_earlier_versions(server, alice, gateway) -> None:
@@ -330,12 +353,14 @@ async def test_regenerate_and_edit_keep_earlier_versions(server, alice, gateway)
 async def test_a_second_send_while_streaming_is_refused(server, alice, gateway) -> None:
     gateway.set_fault(token_delay_ms=20)
     tab = await server.tab(alice)
-    running = await tab.processor.enqueue(tab.token, tab.event("send", form_data={"prompt": "long: 60"}))
+    running = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "long: 60"})
+    )
     await until(lambda: gateway.stats()["streams_open"] == 1, what="the stream opened")
     await tab.run("send", form_data={"prompt": "second"})
     await asyncio.wait_for(running.wait_all(), 20)
     assert gateway.stats()["chat_requests"] == 1
-    assert [m["content"] for m in (await tab.state()).messages][0] == "long: 60"
+    assert next(m["content"] for m in (await tab.state()).messages) == "long: 60"
 
 
 def test_unique_ids_are_not_guessable() -> None:

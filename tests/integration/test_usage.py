@@ -37,7 +37,10 @@ def billed(gateway, user, session_id: str | None = None) -> dict:
 
 
 async def test_app_usage_equals_the_gateway_bill_per_user_and_session(
-    server, alice, gateway, app_db  # noqa: F811
+    server,  # noqa: F811
+    alice,  # noqa: F811
+    gateway,
+    app_db,
 ) -> None:
     tab = await server.tab(alice)
     await tab.run("send", form_data={"prompt": "Tell me about lists."})
@@ -50,8 +53,10 @@ async def test_app_usage_equals_the_gateway_bill_per_user_and_session(
     second_id = (await tab.state()).conversation_id
     sessions = {
         c.id: c.session_id
-        for c in (store.get_conversation(alice.user_id, first_id),
-                  store.get_conversation(alice.user_id, second_id))
+        for c in (
+            store.get_conversation(alice.user_id, first_id),
+            store.get_conversation(alice.user_id, second_id),
+        )
     }
     assert len(set(sessions.values())) == 2, "each conversation has its own Behest session"
 
@@ -75,7 +80,9 @@ async def test_app_usage_equals_the_gateway_bill_per_user_and_session(
     )
 
     # The CSV holds the same figures, one row per day and conversation.
-    rows = list(csv.DictReader(io.StringIO(user_csv(alice.user_id, app_days[0].day, app_days[0].day))))
+    rows = list(
+        csv.DictReader(io.StringIO(user_csv(alice.user_id, app_days[0].day, app_days[0].day)))
+    )
     assert sum(int(r["total_tokens"]) for r in rows) == app_days[0].total_tokens
     assert {r["session_id"] for r in rows} == set(sessions.values())
 
@@ -93,7 +100,9 @@ async def test_app_usage_equals_the_gateway_bill_per_user_and_session(
     for session_id in sessions.values():
         assert any(line.startswith("alice") and session_id in line for line in lines)
     total_line = lines[-1]
-    assert total_line.startswith("total") and total_line.split()[-1] == str(app_days[0].total_tokens)
+    assert total_line.startswith("total") and total_line.split()[-1] == str(
+        app_days[0].total_tokens
+    )
     as_csv = run_cli(
         "report", "--since", app_days[0].day.isoformat(), "--csv", database_url=app_db.url
     )
@@ -107,7 +116,9 @@ async def test_an_interrupted_stream_is_counted_too(server, alice, gateway) -> N
     await tab.run("send", form_data={"prompt": "long: 200"})
     reply = (await tab.state()).messages[-1]
     assert reply["status"] == "error" and reply["tokens"].startswith("≈")
-    gateway_total = sum(billed(gateway, alice)["platform"][k] for k in ("input_tokens", "output_tokens"))
+    gateway_total = sum(
+        billed(gateway, alice)["platform"][k] for k in ("input_tokens", "output_tokens")
+    )
     app_total = budgets.tokens_used_on_day(alice.user_id, datetime.now(UTC))
     # Estimated from what arrived: never below the gateway's count by more than a frame.
     assert app_total >= gateway_total - 2 and app_total <= gateway_total * 1.5
@@ -142,14 +153,18 @@ def test_cli_sets_budgets_and_explains_bad_input(app_db, capsys) -> None:
 
     user = accounts.register("erin", "Erin", "correct horse battery")
     assert cli(capsys, "set-budget", "Erin", "--daily", "1200") == (
-        0, "erin: daily 1,200, per conversation settings (0 = no limit)\n", ""
+        0,
+        "erin: daily 1,200, per conversation settings (0 = no limit)\n",
+        "",
     )
     assert budgets.get_user_budget(user.user_id).daily_tokens == 1200
     assert cli(capsys, "set-budget", "erin") == (0, "erin: budgets from the settings\n", "")
     assert budgets.get_user_budget(user.user_id) is None
 
     assert cli(capsys, "set-budget", "nobody", "--daily", "5") == (
-        1, "", "behest_chat.usage: username: no user named 'nobody'\n"
+        1,
+        "",
+        "behest_chat.usage: username: no user named 'nobody'\n",
     )
     status, _, err = cli(capsys, "report", "--since", "yesterday")
     assert status == 2 and "is not a date like 2026-11-01" in err

@@ -76,8 +76,13 @@ def test_allowance_reads_the_ledger_and_the_override(app_db) -> None:
     chat = store.create_conversation(user.user_id)
     for day, tokens in ((NOON.replace(day=23), 500), (NOON, 300), (NOON, 200)):
         store.record_usage(
-            user_id=user.user_id, conversation_id=chat.id, session_id=chat.session_id,
-            message_id=None, prompt_tokens=tokens, completion_tokens=0, estimated=False,
+            user_id=user.user_id,
+            conversation_id=chat.id,
+            session_id=chat.session_id,
+            message_id=None,
+            prompt_tokens=tokens,
+            completion_tokens=0,
+            estimated=False,
             when=day,
         )
     allowance = budgets.allowance_for(
@@ -93,5 +98,5 @@ def test_allowance_reads_the_ledger_and_the_override(app_db) -> None:
     assert (allowance.remaining_today, allowance.remaining_in_conversation) == (100, 200)
     assert budgets.set_user_budget(user.user_id, daily_tokens=None, conversation_cap=None) is None
     assert budgets.get_user_budget(user.user_id) is None
-    with pytest.raises(ValueError, match="^daily_tokens: "):
+    with pytest.raises(ValueError, match=r"^daily_tokens: "):
         budgets.set_user_budget(user.user_id, daily_tokens=-1, conversation_cap=None)

@@ -56,7 +56,7 @@ def test_title_comes_from_the_first_question_and_a_rename_sticks(alice) -> None:
     assert store.rename_conversation(alice.user_id, chat.id, "  CSV   tips ") == "CSV tips"
     store.add_user_message(alice.user_id, chat.id, "Another first question", None)  # an edit
     assert store.get_conversation(alice.user_id, chat.id).title == "CSV tips"
-    with pytest.raises(ValueError, match="^title: "):
+    with pytest.raises(ValueError, match=r"^title: "):
         store.rename_conversation(alice.user_id, chat.id, "   ")
 
 
@@ -190,7 +190,11 @@ def test_continue_reopens_an_ended_answer_and_adds_its_tokens(alice) -> None:
     assert store.resume_answer(alice.user_id, chat.id, reply.id, "two") is not None
     assert store.resume_answer(alice.user_id, chat.id, reply.id, "three") is None  # streaming
     store.finish_answer(
-        reply.id, "two", status="done", content="half and whole", prompt_tokens=7,
+        reply.id,
+        "two",
+        status="done",
+        content="half and whole",
+        prompt_tokens=7,
         completion_tokens=3,
     )
     done = store.message_for_user(alice.user_id, reply.id)
@@ -203,8 +207,13 @@ def test_deleting_a_conversation_keeps_its_usage(alice) -> None:
 
     chat = store.create_conversation(alice.user_id)
     store.record_usage(
-        user_id=alice.user_id, conversation_id=chat.id, session_id=chat.session_id,
-        message_id=None, prompt_tokens=10, completion_tokens=20, estimated=False,
+        user_id=alice.user_id,
+        conversation_id=chat.id,
+        session_id=chat.session_id,
+        message_id=None,
+        prompt_tokens=10,
+        completion_tokens=20,
+        estimated=False,
     )
     assert store.delete_conversation(alice.user_id, chat.id)
     assert store.get_conversation(alice.user_id, chat.id) is None
