@@ -39,7 +39,13 @@ MESSAGE_STATUSES = ("done", "streaming", "stopped", "error", "interrupted")
 
 
 class Conversation(SQLModel, table=True):
-    """One conversation of one user; ``session_id`` is its Behest ``X-Session-Id``."""
+    """One conversation of one user; ``session_id`` is its Behest ``X-Session-Id``.
+
+    Every request of the conversation carries that session id (and the tokens minted for it
+    are attributed to it), so the gateway's usage per session lines up with the
+    conversation. There is no Behest thread id: the app keeps the history itself and sends
+    the visible branch with each request; a thread would keep a second copy at the gateway.
+    """
 
     __tablename__ = "conversation"
     __table_args__ = (sa.Index("ix_conversation_user_updated", "user_id", "updated_at"),)
