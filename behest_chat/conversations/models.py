@@ -41,10 +41,12 @@ MESSAGE_STATUSES = ("done", "streaming", "stopped", "error", "interrupted")
 class Conversation(SQLModel, table=True):
     """One conversation of one user; ``session_id`` is its Behest ``X-Session-Id``.
 
-    Every request of the conversation carries that session id (and the tokens minted for it
-    are attributed to it), so the gateway's usage per session lines up with the
-    conversation. There is no Behest thread id: the app keeps the history itself and sends
-    the visible branch with each request; a thread would keep a second copy at the gateway.
+    Every request of the conversation carries that session id in ``X-Session-Id``, which the
+    gateway uses for its usage per session, so its figures line up with the conversation.
+    The per-user token is shared by all of a user's conversations (one mint per user, cached);
+    its own ``sid`` claim is only the gateway's fallback when the header is missing. There is
+    no Behest thread id: the app keeps the history itself and sends the visible branch with
+    each request; a thread would keep a second copy at the gateway.
     """
 
     __tablename__ = "conversation"
