@@ -8,8 +8,9 @@ over HTTP and opens the app's websocket with a headless client (:class:`ReflexSo
 engine.io 4 / socket.io 5 over a plain websocket, as the browser speaks it). Replies
 alternate between the two paths, each asking ``long: <tokens>``:
 
-- app: the ``send`` event over the websocket; first token = the first delta with a
-  non-empty draft, total = the delta that files the finished reply;
+- app: the ``send`` event over the websocket, all in one conversation (the user is on the
+  max tier, whose daily budget holds the growing history); first token = the first delta
+  with a non-empty draft, total = the delta that files the finished reply;
 - direct: ``BehestClient.chat.completions.create(stream=True)`` against the same gateway
   with the same key; first token = the first content chunk, total = the end of the stream.
 
@@ -23,8 +24,10 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,6 +82,8 @@ class ReflexSocket:
         self.cookie = cookie
         self.token = str(uuid.uuid4())
         self.on_delta: Callable[[float, dict[str, Any]], None] | None = None
+        # The chat state's vars as last pushed (deltas carry only what changed).
+        self.chat: dict[str, Any] = {}
         self._ws = WSConnection(ConnectionType.CLIENT)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -164,8 +169,12 @@ class ReflexSocket:
             self._connected.set()
         elif packet.startswith("42/_event,"):
             name, body = json.loads(packet[len("42/_event,"):])[:2]
-            if name == "event" and self.on_delta is not None:
-                self.on_delta(now, body.get("delta") or {})
+            if name != "event":
+                return
+            delta = body.get("delta") or {}
+            self.chat.update(delta.get(CHAT_STATE) or {})
+            if self.on_delta is not None:
+                self.on_delta(now, delta)
 
 
 @dataclass
@@ -179,17 +188,32 @@ class Turn:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-async def chat_turn(tab: ReflexSocket, prompt: str, timeout: float = 120.0) -> Turn:
-    """Send ``prompt`` in ``tab``; wait for the reply to be filed; return its timings."""
+async def chat_turn(
+    tab: ReflexSocket, prompt: str, timeout: float = 120.0, *, new_conversation: bool = True
+) -> Turn:
+    """Ask ``prompt`` in ``tab``; wait for the reply to be filed; return its timings.
+
+    By default in a new conversation, which keeps every request the same size (a
+    conversation sends its history, which grows and uses up the daily token budget).
+    """
+    if new_conversation:
+        await tab.emit(f"{CHAT_STATE}.load", {}, "/chat/")
     turn = Turn()
+    earlier = {m["id"] for m in tab.chat.get("messages_rx_state_", [])}
 
     def on_delta(now: float, delta: dict[str, Any]) -> None:
-        chat = delta.get(CHAT_STATE) or {}
-        if turn.first is None and chat.get("draft_rx_state_"):
+        if turn.first is None and (delta.get(CHAT_STATE) or {}).get("draft_rx_state_"):
             turn.first = now
-        messages = chat.get("messages_rx_state_")
-        if messages and messages[-1]["role"] == "assistant" and chat.get("phase_rx_state_") == "":
-            turn.done, turn.status = now, messages[-1]["status"]
+        messages = tab.chat.get("messages_rx_state_") or []
+        last = messages[-1] if messages else None
+        if (
+            last is not None
+            and last["role"] == "assistant"
+            and last["id"] not in earlier
+            and last["status"] != "streaming"
+            and not tab.chat.get("phase_rx_state_")
+        ):
+            turn.done, turn.status = now, last["status"]
             if turn.first is None:  # the whole answer arrived before the first flush
                 turn.first = now
             turn.finished.set()
@@ -201,9 +225,11 @@ async def chat_turn(tab: ReflexSocket, prompt: str, timeout: float = 120.0) -> T
     return turn
 
 
-def register_user(app_url: str, client: httpx.Client | None = None) -> str:
+def register_user(
+    app_url: str, client: httpx.Client | None = None, username: str | None = None
+) -> str:
     """Create a user through ``POST /api/auth/register``; returns the Cookie header value."""
-    username = f"b{secrets.token_hex(5)}"
+    username = username or f"b{secrets.token_hex(5)}"
     http = client or httpx.Client(timeout=30)
     http.cookies.clear()  # registering while signed in would end the previous user's session
     response = http.post(
@@ -236,9 +262,20 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(ordered, n=100, method="inclusive")[round(q) - 1]
 
 
-async def measure(app_url: str, gateway_url: str, api_key: str, replies: int, tokens: int
-                  ) -> dict[str, list[float]]:
-    cookie = await asyncio.to_thread(register_user, app_url)
+def set_tier(app: Any, username: str, tier: str) -> None:
+    """``python -m behest_chat.accounts set-tier`` against the app's database."""
+    env = {"PATH": os.environ.get("PATH", ""), "APP_ENV_FILE": os.devnull,
+           "DATABASE_URL": app.env["DATABASE_URL"]}
+    subprocess.run([sys.executable, "-m", "behest_chat.accounts", "set-tier", username, tier],
+                   cwd=ROOT, env=env, check=True, capture_output=True)
+
+
+async def measure(app: Any, replies: int, tokens: int) -> dict[str, list[float]]:
+    app_url, gateway_url, api_key = app.url, app.gateway_url, app.env["BEHEST_KEY"]
+    username = f"b{secrets.token_hex(5)}"
+    cookie = await asyncio.to_thread(register_user, app_url, None, username)
+    # One long conversation: the max tier's daily budget holds its growing history.
+    await asyncio.to_thread(set_tier, app, username, "max")
     tab = ReflexSocket(app_url, cookie)
     await tab.connect()
     prompt = f"long: {tokens}"
@@ -246,7 +283,7 @@ async def measure(app_url: str, gateway_url: str, api_key: str, replies: int, to
                                         "direct_first": [], "direct_total": []}
     async with BehestClient(key=api_key, base_url=gateway_url) as client:
         for n in range(replies + 2):  # two warm-up rounds are not counted
-            turn = await chat_turn(tab, prompt)
+            turn = await chat_turn(tab, prompt, new_conversation=n == 0)
             if turn.status != "done" or turn.first is None or turn.done is None:
                 raise SystemExit(f"a reply through the app ended as {turn.status!r}")
             started = time.monotonic()
@@ -277,9 +314,7 @@ def main() -> None:
     args = parser.parse_args()
     print("Starting the app (one worker, SQLite, embedded gateway at 5 ms/token) ...")
     with running_app(BEHEST_GATEWAY_TOKEN_DELAY_MS="5") as app:
-        samples = asyncio.run(
-            measure(app.url, app.gateway_url, app.env["BEHEST_KEY"], args.replies, args.tokens)
-        )
+        samples = asyncio.run(measure(app, args.replies, args.tokens))
     print(f"\nRelay overhead, {args.replies} replies of {args.tokens} tokens each (ms)")
     print(f"  {'':<22}{'p50':>9}{'p95':>9}")
     for label, key in (("first token, app", "app_first"), ("first token, direct", "direct_first"),
