@@ -235,7 +235,8 @@ def add_user_message(
         )
         db.add(message)
         db.flush()
-        if not conversation.title_is_custom and parent_id is None:
+        if not conversation.title_is_custom and conversation.leaf_id is None:
+            # The first question names the conversation; later edits of it do not.
             conversation.title = title_from(text)
         conversation.leaf_id = message.id
         conversation.draft = ""

@@ -53,6 +53,8 @@ def test_title_comes_from_the_first_question_and_a_rename_sticks(alice) -> None:
     assert first is not None
     title = store.get_conversation(alice.user_id, chat.id).title
     assert title.endswith("…") and long_question.startswith(title[:-1]) and len(title) <= 61
+    store.add_user_message(alice.user_id, chat.id, "An edit of the first question", None)
+    assert store.get_conversation(alice.user_id, chat.id).title == title
     assert store.rename_conversation(alice.user_id, chat.id, "  CSV   tips ") == "CSV tips"
     store.add_user_message(alice.user_id, chat.id, "Another first question", None)  # an edit
     assert store.get_conversation(alice.user_id, chat.id).title == "CSV tips"
