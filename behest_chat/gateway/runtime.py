@@ -19,7 +19,6 @@ from behest_chat.gateway.offline import OfflineModel
 from behest_chat.gateway.store import Store
 from behest_chat.gateway.tiers import (
     LimitStore,
-    MemoryLimitStore,
     QuotaExceededError,
     RateLimitedError,
 )
@@ -38,11 +37,11 @@ class Gateway:
 
         Args:
             config: validated settings.
-            limits: counter backend; in-memory by default.
+            limits: counter backend; by default Redis when ``REDIS_URL`` is set, else in memory.
         """
         self.config = config
         self.keyring = KeyRing(config)
-        self.limits: LimitStore = limits or MemoryLimitStore()
+        self.limits: LimitStore = limits or config.limit_store()
         self.store = Store()
         self.faults = FaultSwitch()
         self.offline = OfflineModel()
