@@ -372,8 +372,12 @@
     if (running) running.abort();
     const controller = new AbortController();
     running = controller;
-    const target = o.target ? document.querySelector(o.target) : null;
-    if (target) target.textContent = "";
+    // Looked up on every piece: the page may render (or re-render) the element after the
+    // turn started.
+    const target = function () {
+      return o.target ? document.querySelector(o.target) : null;
+    };
+    if (target()) target().textContent = "";
     try {
       return await streamChat({
         baseUrl: o.baseUrl,
@@ -382,7 +386,8 @@
         threadId: o.threadId,
         signal: controller.signal,
         onDelta: function (_piece, text) {
-          if (target) target.textContent = text;
+          const element = target();
+          if (element) element.textContent = text;
         },
       });
     } finally {

@@ -196,6 +196,24 @@ def message(msg: rx.Var[dict[str, str]]) -> rx.Component:
     )
 
 
+# The spinner shows until the page has written the first words into the draft element.
+_DIRECT_CSS = '[data-testid="direct-draft"]:not(:empty) + .direct-waiting { display: none; }'
+
+
+def _direct_draft() -> rx.Component:
+    """Browser-direct: an element left empty here, which ``behestDirect.runTurn`` fills."""
+    return rx.fragment(
+        rx.el.style(_DIRECT_CSS),
+        rx.el.div(white_space="pre-wrap", custom_attrs={"data-testid": "direct-draft"}),
+        rx.hstack(
+            rx.spinner(size="2"),
+            rx.text("Streaming…", color_scheme="gray", **testid("turn-phase")),
+            align="center",
+            class_name="direct-waiting",
+        ),
+    )
+
+
 def draft() -> rx.Component:
     """The reply in progress, or the phase before its first token (or the 429 countdown)."""
     return rx.cond(
@@ -217,6 +235,9 @@ def draft() -> rx.Component:
                         align="center",
                     ),
                     rx.cond(
+                        ChatState.direct,
+                        _direct_draft(),
+                        rx.cond(
                         ChatState.draft != "",
                         markdown(ChatState.draft),
                         rx.hstack(
@@ -233,6 +254,7 @@ def draft() -> rx.Component:
                             ),
                             align="center",
                         ),
+                    ),
                     ),
                 ),
                 "streaming",

@@ -25,6 +25,13 @@ in the database until it ends. An answer whose heartbeat stopped (its server wen
 marked ``interrupted`` with Retry. Retry and Regenerate add a new version of the answer and
 an edited question a new version of the question; the earlier versions stay one click away.
 
+Browser-direct turns (the user's transport is ``"direct"``, :mod:`behest_chat.preferences`)
+follow the same lifecycle: the question is stored, the budgets are checked, the answer is
+created as ``streaming`` and its heartbeat kept by the server, but the page itself streams
+from Behest (``assets/direct.js``) and hands the ending to :meth:`ChatState.finish_direct_turn`,
+which stores it with the same status, sentence and Retry as a relayed turn. Which answer it
+ends is held server-side (answer id and run stamp), never taken from the page.
+
 Token usage comes from the stream's usage chunk (``stream_options.include_usage``); a stream
 that ends before it is counted by the app (estimated prompt, one token per piece) so that
 nothing spent goes unrecorded. Budgets are checked before a request is sent.
@@ -50,7 +57,9 @@ from behest_chat.conversations import budgets, store
 from behest_chat.conversations.models import Message
 from behest_chat.conversations.recorder import TurnRecorder
 from behest_chat.conversations.store import MessageView
+from behest_chat.direct import STOP_SCRIPT, DirectTurn, read_direct_turn, run_turn_script
 from behest_chat.inflight import turns
+from behest_chat.preferences import get_transport
 from behest_chat.services import get_client
 from behest_chat.settings import get_settings
 from behest_chat.state.auth import AuthState
@@ -74,6 +83,12 @@ _FOLLOW_INTERVAL_S = 0.3
 _PROCESS_ID = uuid.uuid4().hex[:12]
 # Conversation id → client token of the tab whose state a turn of this process updates.
 _attached: dict[str, str] = {}
+# Run stamp of a browser-direct turn → (its loop, the event its task waits on until the
+# page reports).
+_direct_waits: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
+
+# A browser-direct turn whose page never reports back (tab closed) ends as interrupted then.
+_DIRECT_TURN_LIMIT_S = 600.0
 
 SCROLL_TO_LATEST_JS = "window.behestScroll && window.behestScroll.follow()"
 
@@ -191,6 +206,15 @@ class ChatState(AuthState):
     _quota_tier: int = 0
     _quota_message: str = ""
     _follow_generation: int = 0
+    # The page streams the answer itself (browser-direct): it renders the draft element.
+    direct: bool = False
+    # The browser-direct turn this tab waits for: set by the server, never by the page.
+    _direct_conversation_id: str = ""
+    _direct_answer_id: int = 0
+    _direct_run_id: str = ""
+    _direct_session_id: str = ""
+    _direct_prefix: str = ""
+    _direct_prompt_tokens: int = 0
 
     @rx.var
     def busy(self) -> bool:
@@ -424,9 +448,14 @@ class ChatState(AuthState):
         """Stop this conversation's answer; the upstream request is closed at once."""
         user = self._current_user()
         if user is None or not self.conversation_id:
-            return
-        if store.request_stop(user.user_id, self.conversation_id) is not None:
-            await turns.cancel(self.conversation_id)
+            return None
+        if store.request_stop(user.user_id, self.conversation_id) is None:
+            return None
+        if self.direct and self._direct_conversation_id == self.conversation_id:
+            # The page aborts its fetch and reports the partial answer as "stopped".
+            return rx.call_script(STOP_SCRIPT)
+        await turns.cancel(self.conversation_id)
+        return None
 
     @rx.event(background=True)
     async def send(self, form_data: dict[str, Any]):
@@ -616,10 +645,9 @@ class ChatState(AuthState):
             self.allowance = allowance.summary()
         return True
 
-    async def _run(self, turn: _Turn, *, created: bool = False) -> AsyncIterator[Any]:
-        """Create (or reopen) the answer, stream it, and end it the same way whatever happens."""
+    def _open_answer(self, turn: _Turn, run_id: str) -> tuple[Message | None, list[dict[str, str]]]:
+        """Create (or reopen, for Continue) the ``streaming`` answer and the history to send."""
         user, conversation_id = turn.user, turn.conversation_id
-        run_id = f"{_PROCESS_ID}-{uuid.uuid4().hex[:8]}"
         if turn.continue_id is not None:
             answer = store.resume_answer(user.user_id, conversation_id, turn.continue_id, run_id)
             history = store.branch_history(conversation_id, turn.continue_id)
@@ -627,6 +655,17 @@ class ChatState(AuthState):
         else:
             answer = store.start_answer(user.user_id, conversation_id, turn.question_id, run_id)
             history = store.branch_history(conversation_id, turn.question_id)
+        return answer, history
+
+    async def _run(self, turn: _Turn, *, created: bool = False) -> AsyncIterator[Any]:
+        """Create (or reopen) the answer, stream it, and end it the same way whatever happens."""
+        if get_transport(turn.user.user_id) == "direct":
+            async for update in self._run_direct(turn, created=created):
+                yield update
+            return
+        user, conversation_id = turn.user, turn.conversation_id
+        run_id = f"{_PROCESS_ID}-{uuid.uuid4().hex[:8]}"
+        answer, history = self._open_answer(turn, run_id)
         if answer is None or answer.id is None:
             return
         prefix = answer.content
@@ -636,18 +675,7 @@ class ChatState(AuthState):
         assert task is not None
         async with self:
             client_token = self.router.session.client_token
-            if created:
-                # The box was just cleared by the send: the new page needs no draft put back.
-                self._seeded_for, self.composer_seed = conversation_id, ""
-            if created or self.conversation_id == conversation_id:
-                self.conversation_id = conversation_id
-                self.title = title
-                self.missing = False
-                self._reload_window(user, hide=answer.id)
-                self.draft, self.phase = prefix, "connecting"
-                self.notice = self.notice_kind = ""
-                self.live_status = "Answering…"
-                self._refresh_sidebar(user)
+            self._show_turn_start(user, conversation_id, title, answer.id, prefix, created=created)
         turns.register(conversation_id, task)
         _attached[conversation_id] = client_token
         recorder = TurnRecorder(answer.id, run_id, prefix)
@@ -678,6 +706,142 @@ class ChatState(AuthState):
             if _attached.get(conversation_id) == client_token:
                 del _attached[conversation_id]
             await self._finish(turn, answer.id, run_id, recorder, history, outcome)
+
+    async def _run_direct(self, turn: _Turn, *, created: bool) -> AsyncIterator[Any]:
+        """Let the page stream the answer from Behest; keep the answer alive until it reports.
+
+        The answer row is created and heartbeated here exactly as for a relayed turn, so
+        other tabs see it live and Stop finds it; :meth:`finish_direct_turn` ends it. A page
+        that never reports back (closed) leaves it ``interrupted`` after
+        ``_DIRECT_TURN_LIMIT_S``, or at once on server shutdown or deletion.
+        """
+        user, conversation_id = turn.user, turn.conversation_id
+        run_id = f"{_PROCESS_ID}-{uuid.uuid4().hex[:8]}"
+        answer, history = self._open_answer(turn, run_id)
+        if answer is None or answer.id is None:
+            return
+        conversation = store.get_conversation(user.user_id, conversation_id)
+        title = conversation.title if conversation is not None else ""
+        task = asyncio.current_task()
+        assert task is not None
+        async with self:
+            client_token = self.router.session.client_token
+            self._show_turn_start(
+                user, conversation_id, title, answer.id, answer.content,
+                created=created, phase="streaming",
+            )
+            self.direct = True
+            self._direct_conversation_id, self._direct_session_id = conversation_id, turn.session_id
+            self._direct_answer_id, self._direct_run_id = answer.id, run_id
+            self._direct_prefix = answer.content
+            self._direct_prompt_tokens = budgets.estimate_prompt_tokens(history)
+        turns.register(conversation_id, task)
+        _attached[conversation_id] = client_token
+        recorder = TurnRecorder(answer.id, run_id, answer.content)
+        reported = asyncio.Event()
+        _direct_waits[run_id] = (asyncio.get_running_loop(), reported)
+        # A failed save means the answer is no longer this run's (ended elsewhere).
+        saver = asyncio.create_task(recorder.keep_saving(on_lost=reported.set))
+        ended_here = False
+        try:
+            if created:
+                yield rx.redirect(conversation_path(conversation_id))
+            yield rx.call_script(
+                run_turn_script(
+                    base_url=get_settings().behest_public_base_url,
+                    messages=history,
+                    session_id=turn.session_id,
+                    thread_id=None,
+                ),
+                callback=ChatState.finish_direct_turn,
+            )
+            await asyncio.wait_for(reported.wait(), timeout=_DIRECT_TURN_LIMIT_S)
+        except TimeoutError:
+            ended_here = True
+        except asyncio.CancelledError:  # deleted, or the server is shutting down
+            task.uncancel()
+            ended_here = True
+        finally:
+            saver.cancel()
+            _direct_waits.pop(run_id, None)
+            turns.unregister(conversation_id, task)
+            if _attached.get(conversation_id) == client_token:
+                del _attached[conversation_id]
+        if ended_here:
+            outcome = _Outcome()
+            outcome.sent = True
+            await self._finish(turn, answer.id, run_id, recorder, history, outcome)
+
+    @rx.event
+    def finish_direct_turn(self, result: dict[str, Any]):
+        """The page's report of a browser-direct turn: store it like a relayed ending.
+
+        Only the turn this tab's server state holds open is ended (conversation, answer id
+        and run stamp come from the server, and are checked against the signed-in user);
+        a report without one, or for an answer that already ended, changes nothing.
+
+        Usage: the browser's figures cannot be trusted for budgets (a page can send any
+        number), and asking the gateway's usage API per session before and after each turn
+        would cost two requests and race with other turns of the same user. So the ledger
+        gets the browser-reported figures, raised to at least the app's own estimate of the
+        prompt it built and the text it stores, and marked ``estimated`` (shown as "≈")
+        since they are not the gateway's own count. The gateway still meters the session.
+        """
+        user = self._current_user()
+        conversation_id, answer_id, run_id = (
+            self._direct_conversation_id,
+            self._direct_answer_id,
+            self._direct_run_id,
+        )
+        if not run_id:
+            return None
+        turn = read_direct_turn(result)
+        if user is None or turn.signed_out:
+            # The run stamp never left the server: ending its own answer needs no user.
+            store.finish_answer(
+                answer_id, run_id, status="error", content=self._direct_prefix + turn.text,
+                error_kind="auth", error="You are signed out. Sign in again, then retry.",
+            )
+            _release_direct(run_id)
+            self._forget_direct_turn()
+            self.draft, self.phase = "", ""
+            return rx.redirect(routes.LOGIN)
+        answer = store.message_for_user(user.user_id, answer_id)
+        conversation = store.get_conversation(user.user_id, conversation_id)
+        if (
+            answer is None
+            or conversation is None
+            or answer.conversation_id != conversation_id
+            or answer.role != "assistant"
+            or answer.run_id != run_id
+            or answer.status != "streaming"
+        ):
+            self._forget_direct_turn()
+            return None
+        outcome = _direct_outcome(turn, user)
+        text = self._direct_prefix + turn.text
+        reported = turn.usage or {}
+        prompt_tokens = max(_count(reported.get("prompt_tokens")), self._direct_prompt_tokens)
+        completion_tokens = max(
+            _count(reported.get("completion_tokens")), budgets.estimate_tokens(turn.text)
+        )
+        stored = _store_ending(
+            _Turn(user, conversation_id, conversation.session_id, answer.parent_id or 0),
+            answer_id,
+            run_id,
+            outcome,
+            text,
+            prompt_tokens,
+            completion_tokens if turn.text or turn.status == "done" else 0,
+            estimated=True,
+            count_unowned=False,
+        )
+        _release_direct(run_id)
+        if stored:
+            self._show_ending(user, conversation_id, run_id, outcome)
+        else:
+            self._forget_direct_turn()
+        return None
 
     async def _stream(
         self,
@@ -777,52 +941,23 @@ class ChatState(AuthState):
             completion_tokens = recorder.chunks
             estimated = True
         user = turn.user
-        try:
-            await asyncio.to_thread(
-                store.finish_answer,
-                answer_id,
-                run_id,
-                status=outcome.status,
-                content=recorder.text,
-                error_kind=outcome.kind,
-                error=outcome.text or _ENDINGS.get(outcome.kind, ""),
-                trace_id=outcome.trace_id,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                usage_estimated=estimated,
-            )
-        except Exception:  # the heartbeat stops, so the answer shows as interrupted later
-            logger.exception("the end of a chat turn was not stored")
-        if prompt_tokens or completion_tokens:
-            try:
-                await asyncio.to_thread(
-                    lambda: store.record_usage(
-                        user_id=user.user_id,
-                        conversation_id=turn.conversation_id,
-                        session_id=turn.session_id,
-                        message_id=answer_id,
-                        prompt_tokens=prompt_tokens,
-                        completion_tokens=completion_tokens,
-                        estimated=estimated,
-                    )
-                )
-            except Exception:
-                logger.exception("the usage of a chat turn was not stored")
+        await asyncio.to_thread(
+            _store_ending,
+            turn,
+            answer_id,
+            run_id,
+            outcome,
+            recorder.text,
+            prompt_tokens,
+            completion_tokens,
+            estimated,
+        )
         # The tab must learn that the turn ended, or it would show a spinner forever: try
         # again for a few seconds if the state store is briefly unreachable.
         for delay in _FINAL_UPDATE_RETRIES_S:
             try:
                 async with self:
-                    if outcome.kind == "quota":
-                        # The gateway will refuse until its day ends: do not ask it again.
-                        self._quota_until = budgets.next_utc_midnight().timestamp()
-                        self._quota_tier, self._quota_message = user.tier, outcome.text
-                    if self.conversation_id == turn.conversation_id:
-                        self._reload_window(user)
-                        self.draft, self.phase, self.retry_in = "", "", 0
-                        self.live_status = _LIVE_ENDINGS.get(outcome.status, "")
-                    self._refresh_sidebar(user)
-                    self._refresh_allowance(user)
+                    self._show_ending(user, turn.conversation_id, run_id, outcome)
                 return
             except Exception as exc:
                 logger.warning("tab not updated after a turn: %s", type(exc).__name__)
@@ -831,6 +966,53 @@ class ChatState(AuthState):
                 await asyncio.sleep(delay)
 
     # ── Helpers (called under the lock) ──────────────────────────────────────
+
+    def _show_turn_start(
+        self,
+        user: SessionUser,
+        conversation_id: str,
+        title: str,
+        answer_id: int,
+        prefix: str,
+        *,
+        created: bool,
+        phase: str = "connecting",
+    ) -> None:
+        if created:
+            # The box was just cleared by the send: the new page needs no draft put back.
+            self._seeded_for, self.composer_seed = conversation_id, ""
+        if created or self.conversation_id == conversation_id:
+            self.conversation_id = conversation_id
+            self.title = title
+            self.missing = False
+            self._reload_window(user, hide=answer_id)
+            self.draft, self.phase = prefix, phase
+            self.notice = self.notice_kind = ""
+            self.live_status = "Answering…"
+            self._refresh_sidebar(user)
+
+    def _show_ending(
+        self, user: SessionUser, conversation_id: str, run_id: str, outcome: _Outcome
+    ) -> None:
+        """Show a stored ending: the saved answer replaces the draft."""
+        if outcome.kind == "quota":
+            # The gateway will refuse until its day ends: do not ask it again.
+            self._quota_until = budgets.next_utc_midnight().timestamp()
+            self._quota_tier, self._quota_message = user.tier, outcome.text
+        if self._direct_run_id == run_id:
+            self._forget_direct_turn()
+        if self.conversation_id == conversation_id:
+            self._reload_window(user)
+            self.draft, self.phase, self.retry_in = "", "", 0
+            self.live_status = _LIVE_ENDINGS.get(outcome.status, "")
+        self._refresh_sidebar(user)
+        self._refresh_allowance(user)
+
+    def _forget_direct_turn(self) -> None:
+        self.direct = False
+        self._direct_conversation_id = self._direct_run_id = self._direct_session_id = ""
+        self._direct_prefix = ""
+        self._direct_answer_id = self._direct_prompt_tokens = 0
 
     def _reload_window(self, user: SessionUser, hide: int | None = None) -> None:
         views, self.has_older = store.window(user.user_id, self.conversation_id)
@@ -854,6 +1036,60 @@ class ChatState(AuthState):
 
     def _say(self, text: str, kind: str) -> None:
         self.notice, self.notice_kind = text, kind
+
+
+def _store_ending(
+    turn: _Turn,
+    answer_id: int,
+    run_id: str,
+    outcome: _Outcome,
+    text: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    estimated: bool,
+    *,
+    count_unowned: bool = True,
+) -> bool:
+    """Close the answer with its outcome and add its tokens to the ledger.
+
+    ``count_unowned``: count the tokens even if another ending came first (a relayed
+    request went out whatever happened to the row; a browser's report is only trusted for
+    the turn the server still holds open).
+
+    Returns:
+        Whether this run still owned the answer (``False``: another ending came first, and
+        nothing was stored or counted).
+    """
+    try:
+        stored = store.finish_answer(
+            answer_id,
+            run_id,
+            status=outcome.status,
+            content=text,
+            error_kind=outcome.kind,
+            error=outcome.text or _ENDINGS.get(outcome.kind, ""),
+            trace_id=outcome.trace_id,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            usage_estimated=estimated,
+        )
+    except Exception:  # the heartbeat stops, so the answer shows as interrupted later
+        logger.exception("the end of a chat turn was not stored")
+        stored = True  # the request went out: its tokens still count
+    if (stored or count_unowned) and (prompt_tokens or completion_tokens):
+        try:
+            store.record_usage(
+                user_id=turn.user.user_id,
+                conversation_id=turn.conversation_id,
+                session_id=turn.session_id,
+                message_id=answer_id,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                estimated=estimated,
+            )
+        except Exception:
+            logger.exception("the usage of a chat turn was not stored")
+    return stored
 
 
 class _Outcome:
@@ -886,6 +1122,32 @@ _LIVE_ENDINGS = {
 }
 _RETRYABLE = {"stopped", "error", "interrupted"}
 _NOT_CONTINUABLE = {"quota", "rate_limited", "auth", "forbidden", "bad_request"}
+
+
+def _release_direct(run_id: str) -> None:
+    """Let a browser-direct turn's task end now, not at its next heartbeat."""
+    waiting = _direct_waits.get(run_id)
+    if waiting is not None:
+        waiting[0].call_soon_threadsafe(waiting[1].set)
+
+
+def _direct_outcome(turn: DirectTurn, user: SessionUser) -> _Outcome:
+    """The relay's outcome for what the page reported (same kinds and sentences)."""
+    outcome = _Outcome()
+    outcome.sent = True
+    outcome.trace_id = turn.trace_id
+    if turn.status == "done":
+        outcome.end("done", "")
+    elif turn.status == "stopped":
+        outcome.end("stopped", "stopped")
+    else:
+        error = turn.error or errors.BehestError("browser-direct turn failed")
+        if isinstance(error, errors.QuotaExceededError):
+            # The browser does not pass the 402's details on: the tier is the user's own.
+            error.details.setdefault("tier", budgets.TIER_NAMES.get(user.tier, "free"))
+        kind, text = explain_failure(error)
+        outcome.end("error", kind, text, turn.trace_id)
+    return outcome
 
 
 def _rows(views: Sequence[MessageView]) -> list[dict[str, str]]:
