@@ -144,7 +144,9 @@ async def run_level(tabs: list[ReflexSocket], tokens: int, pgid: int) -> dict[st
     cpu_before, wall_before = group_cpu_seconds(pgid), time.monotonic()
     client_before = time.process_time()
     results = await asyncio.gather(
-        *(chat_turn(tab, f"long: {tokens}", TURN_TIMEOUT_S) for tab in tabs),
+        # Each user's turns go on in one conversation, as a person chatting would.
+        *(chat_turn(tab, f"long: {tokens}", TURN_TIMEOUT_S, new_conversation=False)
+          for tab in tabs),
         return_exceptions=True,
     )
     wall = time.monotonic() - wall_before
