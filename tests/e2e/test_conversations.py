@@ -405,6 +405,7 @@ def test_mobile_layout_and_dark_theme(app_server, browser: Browser) -> None:
         expect(page.locator("html")).to_have_class(re.compile(r"\bdark\b"))
         page.reload()
         expect(page.locator("html")).to_have_class(re.compile(r"\bdark\b"))
+        expect(page.locator('[data-testid="message"][data-role="assistant"]')).to_be_visible()
         shot(page, "test_mobile_layout_and_dark_theme-dark")
     finally:
         context.close()
