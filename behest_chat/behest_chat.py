@@ -4,6 +4,7 @@ import reflex as rx
 
 from behest_chat import routes
 from behest_chat.api import create_api
+from behest_chat.outages import backend_exception_handler
 from behest_chat.pages.auth_forms import login_page, register_page
 from behest_chat.pages.chat import chat_page
 from behest_chat.pages.settings import settings_page
@@ -18,6 +19,8 @@ app = rx.App(
     # moment the page appears is still handled (rx.script would add them only afterwards).
     head_components=[rx.el.script(src="/auth.js"), rx.el.script(src="/direct.js")],
     api_transformer=create_api(get_settings(), get_client),
+    # A Redis or database outage is named in one calm sentence, not "An error occurred".
+    backend_exception_handler=backend_exception_handler,
 )
 app.register_lifespan_task(lifespan)
 
