@@ -10,6 +10,7 @@
 //     -> the same result; renders the reply into the element `target` (a CSS selector)
 //        while it streams. stop() aborts it. Made for rx.call_script(..., callback=...).
 //   stop() -> whether a turn was running.
+//   running() -> whether this page is running a turn now (a reloaded page is not).
 //   checkOrigin({baseUrl})
 //     -> Promise<{result: "pass"|"origin_blocked"|"token_unreachable"|"gateway_unreachable"
 //                         |"gateway_error"|"signed_out", origin, baseUrl, detail}>
@@ -487,6 +488,9 @@
     streamChat: streamChat,
     runTurn: runTurn,
     stop: stop,
+    running: function () {
+      return running !== null;
+    },
     checkOrigin: checkOrigin,
     tokenInfo: function () {
       return {

@@ -20,6 +20,7 @@ from behest_chat.behest import errors
 __all__ = [
     "DRAFT_SELECTOR",
     "MAX_TEXT_CHARS",
+    "RUNNING_SCRIPT",
     "STOP_SCRIPT",
     "DirectTurn",
     "read_direct_turn",
@@ -30,6 +31,11 @@ __all__ = [
 DRAFT_SELECTOR = '[data-testid="direct-draft"]'
 # Stop: aborts the page's fetch, so the gateway sees the disconnect at once.
 STOP_SCRIPT = "window.behestDirect.stop()"
+# Whether this page is streaming a turn. A page whose scripts are not loaded yet has just
+# been (re)loaded, so no turn of it can be running.
+RUNNING_SCRIPT = (
+    "window.behestDirect && window.behestDirect.running ? window.behestDirect.running() : false"
+)
 
 MAX_TEXT_CHARS = 200_000
 _MAX_FIELD_CHARS = 200

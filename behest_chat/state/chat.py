@@ -54,10 +54,16 @@ from behest_chat import routes
 from behest_chat.accounts.sessions import SessionUser
 from behest_chat.behest import errors
 from behest_chat.conversations import budgets, store
-from behest_chat.conversations.models import Message
+from behest_chat.conversations.models import Conversation, Message
 from behest_chat.conversations.recorder import TurnRecorder
 from behest_chat.conversations.store import MessageView
-from behest_chat.direct import STOP_SCRIPT, DirectTurn, read_direct_turn, run_turn_script
+from behest_chat.direct import (
+    RUNNING_SCRIPT,
+    STOP_SCRIPT,
+    DirectTurn,
+    read_direct_turn,
+    run_turn_script,
+)
 from behest_chat.inflight import turns
 from behest_chat.preferences import get_transport
 from behest_chat.services import get_client
@@ -253,7 +259,62 @@ class ChatState(AuthState):
                     events.append(ChatState.follow(follow))
         self._refresh_sidebar(user)
         self._refresh_allowance(user)
+        if self._direct_run_id:
+            # A reload kills the page's fetch; only the page can tell whether it still runs.
+            events.append(rx.call_script(RUNNING_SCRIPT, callback=ChatState.check_direct_page))
         return events
+
+    @rx.event
+    def check_direct_page(self, running: Any):
+        """The page's answer to "is your browser-direct turn still running?" (on load).
+
+        A page that was reloaded (or whose scripts are not loaded yet) runs no turn: the
+        turn this tab's state still holds open can never be reported, so it ends now as
+        ``interrupted`` with the text the server has, instead of at ``_DIRECT_TURN_LIMIT_S``.
+        """
+        if running is True or not self._direct_run_id:
+            return
+        user = self._current_user()
+        held = self._held_direct_answer(user) if user is not None else None
+        if user is None or held is None:
+            self._forget_direct_turn()
+            return
+        answer, conversation = held
+        run_id = self._direct_run_id
+        outcome = _Outcome()
+        outcome.sent = True
+        stored = _store_ending(
+            _Turn(user, conversation.id, conversation.session_id, answer.parent_id or 0),
+            self._direct_answer_id,
+            run_id,
+            outcome,
+            self._direct_prefix,
+            self._direct_prompt_tokens,
+            0,
+            estimated=True,
+            count_unowned=False,
+        )
+        _release_direct(run_id)
+        if stored:
+            self._show_ending(user, conversation.id, run_id, outcome)
+        else:
+            self._forget_direct_turn()
+
+    def _held_direct_answer(self, user: SessionUser) -> tuple[Message, Conversation] | None:
+        """The still-streaming answer of the browser-direct turn this tab holds, if ``user``
+        owns it and this run still writes it; with its conversation."""
+        answer = store.message_for_user(user.user_id, self._direct_answer_id)
+        conversation = store.get_conversation(user.user_id, self._direct_conversation_id)
+        if (
+            answer is None
+            or conversation is None
+            or answer.conversation_id != self._direct_conversation_id
+            or answer.role != "assistant"
+            or answer.run_id != self._direct_run_id
+            or answer.status != "streaming"
+        ):
+            return None
+        return answer, conversation
 
     def _seed_composer(self, conversation_id: str, text: str) -> None:
         """Put a conversation's draft in the composer (by remounting it).
@@ -744,8 +805,8 @@ class ChatState(AuthState):
         saver = asyncio.create_task(recorder.keep_saving(on_lost=reported.set))
         ended_here = False
         try:
-            if created:
-                yield rx.redirect(conversation_path(conversation_id))
+            # The page starts the turn before it moves to the conversation's address, so
+            # the load that move triggers finds the turn running (check_direct_page).
             yield rx.call_script(
                 run_turn_script(
                     base_url=get_settings().behest_public_base_url,
@@ -755,6 +816,8 @@ class ChatState(AuthState):
                 ),
                 callback=ChatState.finish_direct_turn,
             )
+            if created:
+                yield rx.redirect(conversation_path(conversation_id))
             await asyncio.wait_for(reported.wait(), timeout=_DIRECT_TURN_LIMIT_S)
         except TimeoutError:
             ended_here = True
@@ -806,18 +869,11 @@ class ChatState(AuthState):
             self._forget_direct_turn()
             self.draft, self.phase = "", ""
             return rx.redirect(routes.LOGIN)
-        answer = store.message_for_user(user.user_id, answer_id)
-        conversation = store.get_conversation(user.user_id, conversation_id)
-        if (
-            answer is None
-            or conversation is None
-            or answer.conversation_id != conversation_id
-            or answer.role != "assistant"
-            or answer.run_id != run_id
-            or answer.status != "streaming"
-        ):
+        held = self._held_direct_answer(user)
+        if held is None:
             self._forget_direct_turn()
             return None
+        answer, conversation = held
         outcome = _direct_outcome(turn, user)
         text = self._direct_prefix + turn.text
         reported = turn.usage or {}
