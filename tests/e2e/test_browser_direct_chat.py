@@ -7,15 +7,36 @@ draft element, and the finished turn is stored like a relayed one.
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.test_browser_direct import register
-from tests.e2e.test_conversations import answers, ask, conversation_id, shot
+from tests.e2e.test_conversations import answers, ask, conversation_id, shot, wait_for
 
 pytestmark = pytest.mark.e2e
 
 CHAT_PATH = "/v1/chat/completions"
+DRAFT = '[data-testid="direct-draft"]'
+
+
+def words(text: str) -> str:
+    """Text without Markdown marks and with single spaces: the draft shows the raw reply,
+    the stored message renders it."""
+    return " ".join(re.sub(r"[#*`_>]", " ", text).split())
+
+
+def direct_draft_text(page: Page, at_least: int) -> str:
+    """Wait until the page's direct draft shows `at_least` characters; return its text."""
+    page.wait_for_function(
+        "([selector, n]) => { const el = document.querySelector(selector);"
+        " return el !== null && el.textContent.length >= n; }",
+        arg=[DRAFT, at_least],
+        timeout=20_000,
+    )
+    return page.locator(DRAFT).inner_text()
 
 
 def choose_direct(page: Page) -> None:
@@ -52,3 +73,50 @@ def test_a_direct_answer_streams_in_the_page_and_is_stored(page: Page, app_serve
     assert answers(page, "done").inner_text() == shown
     assert cid in page.url
     assert app_server.gateway_stats()["chat_requests"] == after["chat_requests"]
+
+
+def test_stop_keeps_the_partial_of_a_direct_answer(page: Page, app_server) -> None:
+    register(page)
+    choose_direct(page)
+    app_server.clear_faults()
+    ask(page, "long: 400")
+    partial = direct_draft_text(page, 40)
+    before = app_server.gateway_stats()["client_disconnects"]
+    page.get_by_test_id("stop").click()
+    stopped = answers(page, "stopped")
+    expect(stopped).to_have_count(1, timeout=10_000)
+    expect(answers(page)).to_have_count(1)
+    expect(page.get_by_test_id("message-error")).to_have_text(
+        "Stopped. The part that arrived is kept."
+    )
+    kept = stopped.inner_text()
+    assert words(partial) in words(kept)
+    expect(page.get_by_test_id("retry")).to_be_visible()
+    wait_for(
+        lambda: app_server.gateway_stats()["client_disconnects"] > before,
+        timeout=2.0,
+        what="the gateway saw the page's fetch close",
+    )
+
+    page.reload()
+    expect(answers(page, "stopped")).to_have_count(1, timeout=15_000)
+    assert words(partial) in words(answers(page, "stopped").inner_text())
+
+
+def test_a_reload_mid_direct_answer_ends_it_as_interrupted(page: Page, app_server) -> None:
+    register(page)
+    choose_direct(page)
+    app_server.clear_faults()
+    ask(page, "long: 400")
+    direct_draft_text(page, 20)
+    cid = conversation_id(page)
+    page.reload()
+    reloaded_at = time.monotonic()
+    assert cid in page.url
+    interrupted = answers(page, "interrupted")
+    expect(interrupted).to_have_count(1, timeout=5_000)
+    assert time.monotonic() - reloaded_at < 5.0
+    expect(answers(page, "streaming")).to_have_count(0)
+    expect(page.get_by_test_id("message-error")).to_have_attribute("data-kind", "interrupted")
+    expect(page.get_by_test_id("retry")).to_be_visible()
+    expect(page.get_by_test_id("send")).to_be_visible()

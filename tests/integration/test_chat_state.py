@@ -223,3 +223,61 @@ async def test_stop_closes_the_upstream_stream_and_keeps_the_partial(tab: Tab, g
 
 def _keys(delta: dict[str, Any]) -> list[str]:
     return [k for substate in delta.values() for k in substate]
+
+
+async def _streaming_answer_of_another_user() -> tuple[str, int, str]:
+    """Bob's conversation with an answer still streaming: (conversation id, answer id, run)."""
+    from behest_chat.conversations import store
+
+    bob = accounts.register("bob", "Bob", "correct horse battery")
+    conversation = store.create_conversation(bob.user_id, "Bob's question")
+    question = store.add_user_message(bob.user_id, conversation.id, "Bob's question", None)
+    assert question is not None and question.id is not None
+    run_id = "bob-run"
+    answer = store.start_answer(bob.user_id, conversation.id, question.id, run_id)
+    assert answer is not None and answer.id is not None
+    return conversation.id, answer.id, run_id
+
+
+def _unchanged(answer_id: int) -> tuple[str, str, str]:
+    from behest_chat.conversations.models import Message
+    from behest_chat.db import session_scope
+
+    with session_scope() as db:
+        answer = db.get(Message, answer_id)
+        assert answer is not None
+        return answer.status, answer.content, answer.error_kind
+
+
+REPORT = {"text": "Injected answer", "status": "done", "usage": {"completion_tokens": 3}}
+
+
+async def test_a_direct_report_without_a_pending_turn_changes_nothing(tab: Tab) -> None:
+    _, answer_id, _ = await _streaming_answer_of_another_user()
+    before = _unchanged(answer_id)
+    shown = (await tab.state()).messages
+    await tab.run("finish_direct_turn", result=REPORT)
+    assert _unchanged(answer_id) == before == ("streaming", "", "")
+    assert (await tab.state()).messages == shown
+
+
+async def test_a_direct_report_for_a_conversation_of_another_user_changes_nothing(
+    tab: Tab,
+) -> None:
+    conversation_id, answer_id, run_id = await _streaming_answer_of_another_user()
+
+    async def point_at_bobs_turn() -> None:
+        # As if this tab's server state held Bob's turn: the ownership check must hold.
+        state = await tab.state()
+        state._direct_conversation_id, state._direct_answer_id = conversation_id, answer_id
+        state._direct_run_id, state.direct = run_id, True
+
+    await point_at_bobs_turn()
+    await tab.run("finish_direct_turn", result=REPORT)
+    assert _unchanged(answer_id) == ("streaming", "", "")
+    after = await tab.state()
+    assert after._direct_run_id == "" and after.direct is False
+    await point_at_bobs_turn()
+    await tab.run("check_direct_page", running=False)
+    assert _unchanged(answer_id) == ("streaming", "", "")
+    assert (await tab.state())._direct_run_id == ""
