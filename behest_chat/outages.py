@@ -41,7 +41,7 @@ def outage_message(exception: BaseException) -> str | None:
     return None
 
 
-def backend_exception_handler(exception: Exception) -> EventSpec | list[EventSpec] | None:
+def backend_exception_handler(exception: Exception) -> EventSpec | None:
     """Reflex's backend exception handler with clear words for Redis and database outages."""
     message = outage_message(exception)
     if message is None:
