@@ -527,7 +527,9 @@ class ChatState(AuthState):
         async with self:
             user = self._current_user()
             conversation_id = self.conversation_id
-            refusal = self._refusal_before_send(user, conversation_id)
+        live = await _has_live_answer(user, conversation_id)
+        async with self:
+            refusal = self._refusal_before_send(user, conversation_id, live)
             if refusal is None and user is not None and not conversation_id:
                 self._new_draft = ""
         if user is None:
@@ -537,14 +539,16 @@ class ChatState(AuthState):
             yield rx.set_value("prompt", text)
             return
         conversation = (
-            store.get_conversation(user.user_id, conversation_id) if conversation_id else None
+            await asyncio.to_thread(store.get_conversation, user.user_id, conversation_id)
+            if conversation_id
+            else None
         )
         if conversation_id and conversation is None:
             async with self:
                 self._say("This conversation is no longer available.", "missing")
             return
         history = (
-            store.branch_history(conversation.id, conversation.leaf_id)
+            await asyncio.to_thread(store.branch_history, conversation.id, conversation.leaf_id)
             if conversation is not None and conversation.leaf_id is not None
             else []
         )
@@ -553,8 +557,10 @@ class ChatState(AuthState):
             return
         created = conversation is None
         if conversation is None:
-            conversation = store.create_conversation(user.user_id, text)
-        question = store.add_user_message(user.user_id, conversation.id, text, conversation.leaf_id)
+            conversation = await asyncio.to_thread(store.create_conversation, user.user_id, text)
+        question = await asyncio.to_thread(
+            store.add_user_message, user.user_id, conversation.id, text, conversation.leaf_id
+        )
         if question is None or question.id is None:
             return
         turn = _Turn(user, conversation.id, conversation.session_id, question.id)
@@ -606,12 +612,16 @@ class ChatState(AuthState):
             user = self._current_user()
             edited = _int(self.editing_id)
             conversation_id = self.conversation_id
-            refusal = self._refusal_before_send(user, conversation_id)
+        live = await _has_live_answer(user, conversation_id)
+        async with self:
+            refusal = self._refusal_before_send(user, conversation_id, live)
             self.editing_id = ""
         if user is None or edited is None or not text or refusal is not None:
             return
-        original = store.message_for_user(user.user_id, edited)
-        conversation = store.get_conversation(user.user_id, conversation_id)
+        original = await asyncio.to_thread(store.message_for_user, user.user_id, edited)
+        conversation = await asyncio.to_thread(
+            store.get_conversation, user.user_id, conversation_id
+        )
         if (
             original is None
             or conversation is None
@@ -620,13 +630,15 @@ class ChatState(AuthState):
         ):
             return
         history = (
-            store.branch_history(conversation_id, original.parent_id)
+            await asyncio.to_thread(store.branch_history, conversation_id, original.parent_id)
             if original.parent_id is not None
             else []
         )
         if await self._over_budget(user, conversation_id, [*history, _user(text)]):
             return
-        question = store.add_user_message(user.user_id, conversation_id, text, original.parent_id)
+        question = await asyncio.to_thread(
+            store.add_user_message, user.user_id, conversation_id, text, original.parent_id
+        )
         if question is None or question.id is None:
             return
         turn = _Turn(user, conversation_id, conversation.session_id, question.id)
@@ -637,12 +649,16 @@ class ChatState(AuthState):
         async with self:
             user = self._current_user()
             conversation_id = self.conversation_id
-            refusal = self._refusal_before_send(user, conversation_id)
+        live = await _has_live_answer(user, conversation_id)
+        async with self:
+            refusal = self._refusal_before_send(user, conversation_id, live)
         target = _int(message_id)
         if user is None or target is None or refusal is not None:
             return
-        answer = store.message_for_user(user.user_id, target)
-        conversation = store.get_conversation(user.user_id, conversation_id)
+        answer = await asyncio.to_thread(store.message_for_user, user.user_id, target)
+        conversation = await asyncio.to_thread(
+            store.get_conversation, user.user_id, conversation_id
+        )
         if (
             answer is None
             or conversation is None
@@ -652,7 +668,7 @@ class ChatState(AuthState):
             or answer.status == "streaming"
         ):
             return
-        history = store.branch_history(conversation_id, answer.parent_id)
+        history = await asyncio.to_thread(store.branch_history, conversation_id, answer.parent_id)
         if continuing:
             if not answer.content:
                 return
@@ -670,14 +686,16 @@ class ChatState(AuthState):
         async for update in self._run(turn):
             yield update
 
-    def _refusal_before_send(self, user: SessionUser | None, conversation_id: str) -> str | None:
-        """Under the lock: why nothing may be sent now (busy, or the tier's quota is spent)."""
+    def _refusal_before_send(
+        self, user: SessionUser | None, conversation_id: str, live: bool
+    ) -> str | None:
+        """Under the lock: why nothing may be sent now (busy, or the tier's quota is spent).
+
+        ``live`` is :func:`_has_live_answer`, read before the lock is taken.
+        """
         if user is None:
             return "signed out"
-        writing = conversation_id and (
-            turns.running(conversation_id)
-            or _is_live(store.streaming_answer(user.user_id, conversation_id))
-        )
+        writing = conversation_id and (turns.running(conversation_id) or live)
         if self.busy or writing:
             self._say("An answer is still being written. Wait for it, or press Stop.", "busy")
             return "busy"
@@ -691,7 +709,8 @@ class ChatState(AuthState):
     ) -> bool:
         """Check the budgets before sending; say why when the request must not go out."""
         settings = get_settings()
-        allowance = budgets.allowance_for(
+        allowance = await asyncio.to_thread(
+            budgets.allowance_for,
             user.user_id,
             user.tier,
             conversation_id or None,
@@ -706,37 +725,32 @@ class ChatState(AuthState):
             self.allowance = allowance.summary()
         return True
 
-    def _open_answer(self, turn: _Turn, run_id: str) -> tuple[Message | None, list[dict[str, str]]]:
-        """Create (or reopen, for Continue) the ``streaming`` answer and the history to send."""
-        user, conversation_id = turn.user, turn.conversation_id
-        if turn.continue_id is not None:
-            answer = store.resume_answer(user.user_id, conversation_id, turn.continue_id, run_id)
-            history = store.branch_history(conversation_id, turn.continue_id)
-            history.append(_user(CONTINUE_PROMPT))
-        else:
-            answer = store.start_answer(user.user_id, conversation_id, turn.question_id, run_id)
-            history = store.branch_history(conversation_id, turn.question_id)
-        return answer, history
-
     async def _run(self, turn: _Turn, *, created: bool = False) -> AsyncIterator[Any]:
         """Create (or reopen) the answer, stream it, and end it the same way whatever happens."""
-        if get_transport(turn.user.user_id) == "direct":
+        if await asyncio.to_thread(get_transport, turn.user.user_id) == "direct":
             async for update in self._run_direct(turn, created=created):
                 yield update
             return
         user, conversation_id = turn.user, turn.conversation_id
         run_id = f"{_PROCESS_ID}-{uuid.uuid4().hex[:8]}"
-        answer, history = self._open_answer(turn, run_id)
+        answer, history = await asyncio.to_thread(_open_answer, turn, run_id)
         if answer is None or answer.id is None:
             return
         prefix = answer.content
-        conversation = store.get_conversation(user.user_id, conversation_id)
+        conversation = await asyncio.to_thread(
+            store.get_conversation, user.user_id, conversation_id
+        )
         title = conversation.title if conversation is not None else ""
+        # Read outside the lock (the value the last lock left); the rows are read from the
+        # database in a thread and only put in place under the lock.
+        shown = await asyncio.to_thread(
+            _turn_start_rows, user, conversation_id, self.search, answer.id
+        )
         task = asyncio.current_task()
         assert task is not None
         async with self:
             client_token = self.router.session.client_token
-            self._show_turn_start(user, conversation_id, title, answer.id, prefix, created=created)
+            self._show_turn_start(conversation_id, title, shown, prefix, created=created)
         turns.register(conversation_id, task)
         _attached[conversation_id] = client_token
         recorder = TurnRecorder(answer.id, run_id, prefix)
@@ -778,17 +792,24 @@ class ChatState(AuthState):
         """
         user, conversation_id = turn.user, turn.conversation_id
         run_id = f"{_PROCESS_ID}-{uuid.uuid4().hex[:8]}"
-        answer, history = self._open_answer(turn, run_id)
+        answer, history = await asyncio.to_thread(_open_answer, turn, run_id)
         if answer is None or answer.id is None:
             return
-        conversation = store.get_conversation(user.user_id, conversation_id)
+        conversation = await asyncio.to_thread(
+            store.get_conversation, user.user_id, conversation_id
+        )
         title = conversation.title if conversation is not None else ""
+        # Read outside the lock (the value the last lock left); the rows are read from the
+        # database in a thread and only put in place under the lock.
+        shown = await asyncio.to_thread(
+            _turn_start_rows, user, conversation_id, self.search, answer.id
+        )
         task = asyncio.current_task()
         assert task is not None
         async with self:
             client_token = self.router.session.client_token
             self._show_turn_start(
-                user, conversation_id, title, answer.id, answer.content,
+                conversation_id, title, shown, answer.content,
                 created=created, phase="streaming",
             )
             self.direct = True
@@ -1025,10 +1046,9 @@ class ChatState(AuthState):
 
     def _show_turn_start(
         self,
-        user: SessionUser,
         conversation_id: str,
         title: str,
-        answer_id: int,
+        shown: _TurnStartRows,
         prefix: str,
         *,
         created: bool,
@@ -1041,11 +1061,11 @@ class ChatState(AuthState):
             self.conversation_id = conversation_id
             self.title = title
             self.missing = False
-            self._reload_window(user, hide=answer_id)
+            self.messages, self.has_older = shown.messages, shown.has_older
             self.draft, self.phase = prefix, phase
             self.notice = self.notice_kind = ""
             self.live_status = "Answering…"
-            self._refresh_sidebar(user)
+            self.conversations = shown.conversations
 
     def _show_ending(
         self, user: SessionUser, conversation_id: str, run_id: str, outcome: _Outcome
@@ -1092,6 +1112,47 @@ class ChatState(AuthState):
 
     def _say(self, text: str, kind: str) -> None:
         self.notice, self.notice_kind = text, kind
+
+
+def _open_answer(turn: _Turn, run_id: str) -> tuple[Message | None, list[dict[str, str]]]:
+    """Create (or reopen, for Continue) the ``streaming`` answer and the history to send."""
+    user, conversation_id = turn.user, turn.conversation_id
+    if turn.continue_id is not None:
+        answer = store.resume_answer(user.user_id, conversation_id, turn.continue_id, run_id)
+        history = store.branch_history(conversation_id, turn.continue_id)
+        history.append(_user(CONTINUE_PROMPT))
+    else:
+        answer = store.start_answer(user.user_id, conversation_id, turn.question_id, run_id)
+        history = store.branch_history(conversation_id, turn.question_id)
+    return answer, history
+
+
+@dataclass(frozen=True)
+class _TurnStartRows:
+    """What the tab shows when a turn starts, read from the database off the event loop."""
+
+    messages: list[dict[str, str]]
+    has_older: bool
+    conversations: list[dict[str, str]]
+
+
+def _turn_start_rows(
+    user: SessionUser, conversation_id: str, search: str, hide: int
+) -> _TurnStartRows:
+    """The conversation's window without the new answer, and the sidebar (blocking)."""
+    views, has_older = store.window(user.user_id, conversation_id)
+    conversations = [
+        {"id": c.id, "title": c.title} for c in store.list_conversations(user.user_id, search)
+    ]
+    return _TurnStartRows(_rows([v for v in views if v.id != hide]), has_older, conversations)
+
+
+async def _has_live_answer(user: SessionUser | None, conversation_id: str) -> bool:
+    """Whether the conversation's answer is being written (by any process), read in a thread."""
+    if user is None or not conversation_id:
+        return False
+    answer = await asyncio.to_thread(store.streaming_answer, user.user_id, conversation_id)
+    return _is_live(answer)
 
 
 def _store_ending(
