@@ -7,7 +7,7 @@ Accepted forms of ``BEHEST_KEY`` (contract §3.2 and §9):
 - ``behest_pk_`` + base64 of the PEM: the form the Behest READMEs document.
 - bare base64 of the PEM (no prefix).
 
-PKCS#8 (``BEGIN PRIVATE KEY``) and PKCS#1 (``BEGIN RSA PRIVATE KEY``) are both accepted.
+PKCS#8 and PKCS#1 (traditional RSA) PEM private keys are both accepted.
 Errors name the variable and the problem, never the key itself.
 """
 
