@@ -44,14 +44,6 @@ def test_defaults_select_the_embedded_gateway() -> None:
     assert settings.token_ttl == 900
     assert settings.allowed_origins == ("http://localhost:3000", "http://localhost:5173")
     assert settings.app_origins == ("http://localhost:3000", "http://127.0.0.1:3000")
-
-
-def test_app_origins_follow_the_app_port_unless_given() -> None:
-    assert load(APP_PORT="4100").app_origins == ("http://localhost:4100", "http://127.0.0.1:4100")
-    assert load(APP_PORT="4100", APP_ORIGINS="https://chat.example.com").app_origins == (
-        "https://chat.example.com",
-    )
-    assert load_app_origins(None, {"APP_PORT": "4200"})[0] == "http://localhost:4200"
     assert settings.app_origin == "http://localhost:3000"
     assert settings.database_url.get() == "sqlite:///behest_chat.db"
     assert settings.redis_url is None
