@@ -251,13 +251,8 @@ def start_answer(
     """Create the assistant message that a turn is about to stream (status ``streaming``)."""
     with session_scope() as db:
         conversation = _owned(db, user_id, conversation_id)
-        question = db.get(Message, question_id)
-        if (
-            conversation is None
-            or question is None
-            or question.conversation_id != conversation_id
-            or question.role != "user"
-        ):
+        question = _message_in(db, conversation_id, question_id, role="user")
+        if conversation is None or question is None:
             return None
         now = utcnow()
         answer = Message(
@@ -285,14 +280,8 @@ def resume_answer(
     """Reopen an ended answer for Continue: ``streaming`` again, under ``run_id``."""
     with session_scope() as db:
         conversation = _owned(db, user_id, conversation_id)
-        answer = db.get(Message, answer_id)
-        if (
-            conversation is None
-            or answer is None
-            or answer.conversation_id != conversation_id
-            or answer.role != "assistant"
-            or answer.status == "streaming"
-        ):
+        answer = _message_in(db, conversation_id, answer_id, role="assistant")
+        if conversation is None or answer is None or answer.status == "streaming":
             return None
         now = utcnow()
         answer.status, answer.run_id, answer.heartbeat_at = "streaming", run_id, now
@@ -450,8 +439,8 @@ def window(
         if before_id is None:
             start = conversation.leaf_id
         else:
-            anchor = db.get(Message, before_id)
-            if anchor is None or anchor.conversation_id != conversation_id:
+            anchor = _message_in(db, conversation_id, before_id)
+            if anchor is None:
                 return [], False
             start = anchor.parent_id
         if start is None:
@@ -554,10 +543,19 @@ def _streaming(db: Session, conversation_id: str) -> Message | None:
 
 
 def _parent_ok(db: Session, conversation_id: str, parent_id: int | None) -> bool:
-    if parent_id is None:
-        return True
-    parent = db.get(Message, parent_id)
-    return parent is not None and parent.conversation_id == conversation_id
+    return parent_id is None or _message_in(db, conversation_id, parent_id) is not None
+
+
+def _message_in(
+    db: Session, conversation_id: str, message_id: int, role: str | None = None
+) -> Message | None:
+    """Message ``message_id`` if it belongs to ``conversation_id`` (and has ``role``)."""
+    message = db.get(Message, message_id)
+    if message is None or message.conversation_id != conversation_id:
+        return None
+    if role is not None and message.role != role:
+        return None
+    return message
 
 
 def _depth_under(db: Session, parent_id: int | None) -> int:
