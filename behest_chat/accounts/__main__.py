@@ -19,7 +19,7 @@ import sys
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from behest_chat.accounts.models import TIERS
+from behest_chat.accounts.models import TIER_NAMES
 from behest_chat.accounts.service import (
     AccountError,
     list_users,
@@ -28,8 +28,6 @@ from behest_chat.accounts.service import (
     set_tier,
 )
 from behest_chat.settings import SettingsError
-
-_TIER_NAMES = {number: name for name, number in TIERS.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _set_tier(args: argparse.Namespace) -> int:
     user = set_tier(args.username, args.tier)
-    print(f"{user.username}: tier {_TIER_NAMES[user.tier]} ({user.tier})")
+    print(f"{user.username}: tier {TIER_NAMES[user.tier]} ({user.tier})")
     return 0
 
 
@@ -65,13 +63,13 @@ def _create_user(args: argparse.Namespace) -> int:
     user = register(args.username, args.display_name or "", password)
     if tier is not None:
         user = set_tier(user.username, tier)
-    print(f"created {user.username} (tier {_TIER_NAMES[user.tier]})")
+    print(f"created {user.username} (tier {TIER_NAMES[user.tier]})")
     return 0
 
 
 def _list(_args: argparse.Namespace) -> int:
     for user in list_users():
-        print(f"{user.username}\t{_TIER_NAMES[user.tier]}\t{user.display_name}")
+        print(f"{user.username}\t{TIER_NAMES[user.tier]}\t{user.display_name}")
     return 0
 
 

@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-__all__ = ["TIERS", "AuthSession", "LoginAttempt", "User", "utcnow"]
+__all__ = ["TIERS", "TIER_NAMES", "AuthSession", "LoginAttempt", "User", "utcnow"]
 
 # Behest tier ids (contract §6.1).
 TIERS = {"free": 1, "pro": 2, "max": 3}
+TIER_NAMES = {number: name for name, number in TIERS.items()}
 
 
 def utcnow() -> datetime:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from behest_chat.accounts.models import utcnow
+from behest_chat.accounts.models import TIER_NAMES, utcnow
 from behest_chat.conversations.models import TokenBudget, TokenUsage
 from behest_chat.db import session_scope
 
@@ -47,7 +47,6 @@ __all__ = [
     "tokens_used_on_day",
 ]
 
-TIER_NAMES = {1: "free", 2: "pro", 3: "max"}
 _PIECE = re.compile(r"\w+|[^\w\s]")
 _WORD_RUN = 12
 _PER_MESSAGE = 3

@@ -16,6 +16,7 @@ from typing import Any
 import reflex as rx
 
 from behest_chat import routes
+from behest_chat.accounts.models import TIER_NAMES
 from behest_chat.api import TOKEN_PATH
 from behest_chat.origins import OriginError, is_allowed, normalize_origin, suggest_line
 from behest_chat.preferences import TRANSPORTS, get_transport, set_transport
@@ -24,7 +25,6 @@ from behest_chat.state.auth import AuthState
 
 __all__ = ["CHECK_RESULTS", "SettingsState"]
 
-_TIER_NAMES = {1: "free", 2: "pro", 3: "max"}
 _ORIGINS_VARIABLE = "BEHEST_ALLOWED_ORIGINS"
 # Verdicts of behestDirect.checkOrigin; anything else the page sends is shown as "error".
 CHECK_RESULTS = (
@@ -76,7 +76,7 @@ class SettingsState(AuthState):
         self.project_id = settings.behest_project_id or "—"
         self.token_ttl = settings.token_ttl
         self.key_fingerprint = settings.key_fingerprint
-        self.tier = _TIER_NAMES.get(user.tier, str(user.tier))
+        self.tier = TIER_NAMES.get(user.tier, str(user.tier))
         self.allowed_origins = list(settings.allowed_origins)
         origin = self.router.headers.origin or ""
         self.browser_origin = normalize_origin(origin) if origin else ""
