@@ -125,7 +125,7 @@ class Settings:
         redis_url: Redis URL or ``None`` (masked: it may hold a password).
         session_ttl_hours: lifetime of a sign-in.
         secure_cookies: whether the session cookie carries ``Secure``.
-        stream_flush_ms: how often a streaming reply is pushed to the browser (0 = per token).
+        stream_flush_ms: shortest gap between two pieces of a streaming reply (0 = every token).
         daily_token_budget_free: tokens a free-tier user may use per UTC day; 0 = no budget.
         daily_token_budget_pro: the same for the pro tier.
         daily_token_budget_max: the same for the max tier.

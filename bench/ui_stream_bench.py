@@ -1,9 +1,10 @@
-"""Websocket bytes and UI updates for one 2,000-token reply: coalesced draft vs per token.
+"""Websocket bytes and UI updates for one 2,000-token reply: coalesced pieces vs per token.
 
 Starts the app twice the way `make run` does (embedded gateway, offline model), once with
 the default `APP_STREAM_FLUSH_MS=50` and once with `0` (a push per token, the naive way),
 signs a user in, asks for a 2,000-token answer in headless Chromium and counts what the
-websocket carried and how often the reply's DOM changed. Prints one table.
+websocket carried from the send to the finished answer, and how often the reply's DOM
+changed. The reply's own size is the stored answer's text (UTF-8). Prints one table.
 
     .venv/bin/python bench/ui_stream_bench.py [--tokens 2000] [--delay-ms 2]
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import sqlite3
 import sys
 import tempfile
 import time
@@ -34,7 +36,7 @@ COUNT_UPDATES = """() => {
 def measure(flush_ms: int, tokens: int, delay_ms: int) -> dict[str, float]:
     """Run one app with the given flush interval and measure one long reply."""
     with tempfile.TemporaryDirectory() as tmp, run_app(
-        Path(tmp),
+        workdir := Path(tmp),
         project_copy(Path(tempfile.mkdtemp(dir=tmp))),
         APP_STREAM_FLUSH_MS=str(flush_ms),
         BEHEST_GATEWAY_TOKEN_DELAY_MS=str(delay_ms),
@@ -72,9 +74,10 @@ def measure(flush_ms: int, tokens: int, delay_ms: int) -> dict[str, float]:
         done = page.locator('[data-testid="message"][data-role="assistant"][data-status="done"]')
         done.wait_for(timeout=120_000)
         elapsed = time.perf_counter() - started
-        reply = done.inner_text()
         updates = page.evaluate("window.__updates")
         browser.close()
+        with sqlite3.connect(workdir / "app.db") as db:
+            (reply,) = db.execute("SELECT content FROM message WHERE role = 'assistant'").fetchone()
     return {
         "flush_ms": flush_ms,
         "ws_bytes": received["bytes"] - before["bytes"],
@@ -94,7 +97,7 @@ def main() -> int:
     print(f"\nOne {args.tokens}-token reply, offline model at {args.delay_ms} ms/token\n")
     print(f"{'mode':<22}{'ws bytes':>12}{'frames':>8}{'DOM updates':>13}{'bytes/reply':>13}{'total s':>9}")
     for row in rows:
-        mode = "coalesced (50 ms)" if row["flush_ms"] else "per token (naive)"
+        mode = "coalesced pieces" if row["flush_ms"] else "per token (naive)"
         ratio = row["ws_bytes"] / row["reply_bytes"]
         print(
             f"{mode:<22}{row['ws_bytes']:>12,}{row['ws_frames']:>8}{row['dom_updates']:>13}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import reflex as rx
 
 from behest_chat.components.layout import testid
+from behest_chat.live_draft import live_text
 from behest_chat.state.chat import ChatState
 
 
@@ -238,23 +239,23 @@ def draft() -> rx.Component:
                         ChatState.direct,
                         _direct_draft(),
                         rx.cond(
-                        ChatState.draft != "",
-                        markdown(ChatState.draft),
-                        rx.hstack(
-                            rx.spinner(size="2"),
-                            rx.text(
-                                rx.match(
-                                    ChatState.phase,
-                                    ("connecting", "Connecting…"),
-                                    ("waiting", "Waiting for the model…"),
-                                    "Streaming…",
+                            live_text(ChatState.live_answer_id) != "",
+                            markdown(live_text(ChatState.live_answer_id)),
+                            rx.hstack(
+                                rx.spinner(size="2"),
+                                rx.text(
+                                    rx.match(
+                                        ChatState.phase,
+                                        ("connecting", "Connecting…"),
+                                        ("waiting", "Waiting for the model…"),
+                                        "Streaming…",
+                                    ),
+                                    color_scheme="gray",
+                                    **testid("turn-phase"),
                                 ),
-                                color_scheme="gray",
-                                **testid("turn-phase"),
+                                align="center",
                             ),
-                            align="center",
                         ),
-                    ),
                     ),
                 ),
                 "streaming",

@@ -1,8 +1,9 @@
-"""The chat page: a window of the conversation, one small draft for the reply in progress.
+"""The chat page: a window of the conversation, and the reply in progress as pieces.
 
 Conversations live in the database (:mod:`behest_chat.conversations`); this state holds only
 what the tab shows: the last page of the visible branch (``messages``, older pages on
-demand), the sidebar list, and the reply in progress in ``draft``, pushed at most every
+demand), the sidebar list, and which answer is in progress (``live_answer_id``). Its text
+goes to the page as pieces (:mod:`behest_chat.live_draft`) at most every
 ``APP_STREAM_FLUSH_MS``. The conversation id comes from the URL (``/chat/<id>``) and every
 handler checks, against the server-side session, that the user owns what it touches.
 
@@ -50,7 +51,7 @@ from typing import Any
 
 import reflex as rx
 
-from behest_chat import routes
+from behest_chat import live_draft, routes
 from behest_chat.accounts.sessions import SessionUser
 from behest_chat.behest import errors
 from behest_chat.conversations import budgets, store
@@ -89,6 +90,8 @@ _FOLLOW_INTERVAL_S = 0.3
 _PROCESS_ID = uuid.uuid4().hex[:12]
 # Conversation id → client token of the tab whose state a turn of this process updates.
 _attached: dict[str, str] = {}
+# Answer id → the recorder of a relayed turn of this process (its text is ahead of the row).
+_recorders: dict[int, TurnRecorder] = {}
 # Run stamp of a browser-direct turn → (its loop, the event its task waits on until the
 # page reports).
 _direct_waits: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
@@ -184,7 +187,9 @@ class ChatState(AuthState):
     # Reflex copies var defaults into every tab's state, so a list default is safe here.
     messages: list[dict[str, str]] = []  # noqa: RUF012
     has_older: bool = False
-    draft: str = ""
+    # The answer whose text in progress is shown; the text itself travels as pieces
+    # (behest_chat.live_draft), never as a var.
+    live_answer_id: int = 0
     # "" | "connecting" | "waiting" | "streaming" | "rate_limited"
     phase: str = ""
     retry_in: int = 0
@@ -253,10 +258,8 @@ class ChatState(AuthState):
                 self._seed_composer(conversation_id, "")
             else:
                 self.missing = False
-                follow = self._open(user, conversation_id, conversation.title)
+                events += self._open(user, conversation_id, conversation.title)
                 self._seed_composer(conversation_id, conversation.draft)
-                if follow is not None:
-                    events.append(ChatState.follow(follow))
         self._refresh_sidebar(user)
         self._refresh_allowance(user)
         if self._direct_run_id:
@@ -330,12 +333,11 @@ class ChatState(AuthState):
         self.conversation_id = self.title = ""
         self.messages = []
         self.has_older = False
-        self.draft = ""
         self.phase = ""
 
-    def _open(self, user: SessionUser, conversation_id: str, title: str) -> int | None:
-        """Show a conversation; returns the id of a live answer another task is writing."""
-        switching = self.conversation_id != conversation_id
+    def _open(self, user: SessionUser, conversation_id: str, title: str) -> list[Any]:
+        """Show a conversation; returns the events that show a live answer's text so far
+        and, when another task or process writes it, follow it."""
         self.conversation_id = conversation_id
         self.title = title
         store.interrupt_stale(conversation_id)
@@ -343,18 +345,24 @@ class ChatState(AuthState):
         live = views[-1] if views and views[-1].status == "streaming" else None
         self.messages = _rows(views[:-1] if live else views)
         if live is None:
-            self.draft, self.phase = "", ""
-            return None
+            self.phase = ""
+            return []
         ours = _attached.get(conversation_id) == self.router.session.client_token
-        if switching or not ours or not self.draft:
-            self.draft = live.content
+        recorder = _recorders.get(live.id) if ours else None
+        # This tab's own running turn is ahead of the saved text.
+        text = recorder.text if recorder is not None else live.content
+        self.live_answer_id = live.id
         if not self.phase or not ours:
             self.phase = "streaming"
-        return None if ours and turns.running(conversation_id) else live.id
+        events: list[Any] = [live_draft.put(live.id, 0, text)]
+        if not (ours and turns.running(conversation_id)):
+            events.append(ChatState.follow(live.id, len(text)))
+        return events
 
     @rx.event(background=True)
-    async def follow(self, message_id: int):
-        """Show an answer that another tab or process is writing, until it ends.
+    async def follow(self, message_id: int, shown: int = 0):
+        """Show an answer that another tab or process is writing, until it ends; the page
+        already has its first ``shown`` characters.
 
         The row is read under the state lock: the writer stores the ending before it resets
         the tab, so the follower can never put back an answer that has just ended.
@@ -373,20 +381,24 @@ class ChatState(AuthState):
                 answer = store.message_for_user(user.user_id, message_id)
                 if answer is not None and answer.conversation_id != conversation_id:
                     return
-                if answer is not None and store.is_live(answer):
-                    # A writer in this tab may be ahead of the saved text: never go back.
-                    if not self.draft.startswith(answer.content):
-                        self.draft = answer.content
+                live = answer is not None and store.is_live(answer)
+                if live:
                     if not self.phase:
                         self.phase = "streaming"
-                    continue
-                if answer is not None and answer.status == "streaming":
-                    store.interrupt_stale(conversation_id)
-                self._reload_window(user)
-                self.draft, self.phase = "", ""
-                self.live_status = "The answer finished."
-                self._refresh_allowance(user)
-            return
+                else:
+                    if answer is not None and answer.status == "streaming":
+                        store.interrupt_stale(conversation_id)
+                    self._reload_window(user)
+                    self.phase = ""
+                    self.live_status = "The answer finished."
+                    self._refresh_allowance(user)
+            if not live:
+                return
+            # The page never shortens the text, so a saved row behind it does no harm.
+            assert answer is not None
+            if len(answer.content) > shown:
+                yield live_draft.put(message_id, shown, answer.content[shown:])
+                shown = len(answer.content)
 
     @rx.event
     def load_older(self):
@@ -750,17 +762,21 @@ class ChatState(AuthState):
         assert task is not None
         async with self:
             client_token = self.router.session.client_token
-            self._show_turn_start(conversation_id, title, shown, prefix, created=created)
+            self._show_turn_start(conversation_id, title, shown, answer.id, created=created)
         turns.register(conversation_id, task)
         _attached[conversation_id] = client_token
         recorder = TurnRecorder(answer.id, run_id, prefix)
+        _recorders[answer.id] = recorder
         saver = asyncio.create_task(recorder.keep_saving(on_lost=task.cancel))
         outcome = _Outcome()
         try:
+            if prefix:  # Continue: the page shows the kept text first
+                yield live_draft.put(answer.id, 0, prefix)
             if created:
                 # The address becomes the conversation's, so a reload finds it again.
                 yield rx.redirect(conversation_path(conversation_id))
-            await self._stream(turn, history, recorder, outcome)
+            async for update in self._stream(turn, history, recorder, outcome):
+                yield update
         except asyncio.CancelledError:
             task.uncancel()
             stopped = not recorder.lost and await asyncio.to_thread(store.stop_requested, answer.id)
@@ -778,6 +794,7 @@ class ChatState(AuthState):
         finally:
             saver.cancel()
             turns.unregister(conversation_id, task)
+            _recorders.pop(answer.id, None)
             if _attached.get(conversation_id) == client_token:
                 del _attached[conversation_id]
             await self._finish(turn, answer.id, run_id, recorder, history, outcome)
@@ -809,8 +826,7 @@ class ChatState(AuthState):
         async with self:
             client_token = self.router.session.client_token
             self._show_turn_start(
-                conversation_id, title, shown, answer.content,
-                created=created, phase="streaming",
+                conversation_id, title, shown, answer.id, created=created, phase="streaming"
             )
             self.direct = True
             self._direct_conversation_id, self._direct_session_id = conversation_id, turn.session_id
@@ -888,7 +904,7 @@ class ChatState(AuthState):
             )
             _release_direct(run_id)
             self._forget_direct_turn()
-            self.draft, self.phase = "", ""
+            self.phase = ""
             return rx.redirect(routes.LOGIN)
         held = self._held_direct_answer(user)
         if held is None:
@@ -926,8 +942,12 @@ class ChatState(AuthState):
         history: list[dict[str, str]],
         recorder: TurnRecorder,
         outcome: _Outcome,
-    ) -> None:
-        """Send the request (waiting out 429s) and read the stream into ``recorder``."""
+    ) -> AsyncIterator[Any]:
+        """Send the request (waiting out 429s) and read the stream into ``recorder``.
+
+        Yields the new text as pieces for the page at most every ``APP_STREAM_FLUSH_MS``
+        (the first at once); only the phase change takes the state lock.
+        """
         settings = get_settings()
         idle = settings.stream_idle_timeout_s
         flush_seconds = settings.stream_flush_ms / 1000
@@ -953,6 +973,7 @@ class ChatState(AuthState):
         outcome.trace_id = stream.trace_id or ""
         await self._show(turn.conversation_id, phase="waiting")
         last_push = 0.0
+        shown = len(recorder.text)
         async with stream:
             chunks = stream.__aiter__()
             while True:
@@ -970,9 +991,12 @@ class ChatState(AuthState):
                     continue
                 recorder.append(piece)
                 now = time.monotonic()
-                if now - last_push >= flush_seconds:
+                if live_draft.piece_due(len(recorder.text) - shown, now - last_push, flush_seconds):
+                    if not last_push:
+                        await self._show(turn.conversation_id, phase="streaming")
                     last_push = now
-                    await self._show(turn.conversation_id, phase="streaming", draft=recorder.text)
+                    yield live_draft.put(recorder.message_id, shown, recorder.text[shown:])
+                    shown = len(recorder.text)
         outcome.end("done", "")
 
     async def _count_down(self, conversation_id: str, seconds: int) -> None:
@@ -1049,7 +1073,7 @@ class ChatState(AuthState):
         conversation_id: str,
         title: str,
         shown: _TurnStartRows,
-        prefix: str,
+        answer_id: int,
         *,
         created: bool,
         phase: str = "connecting",
@@ -1062,7 +1086,7 @@ class ChatState(AuthState):
             self.title = title
             self.missing = False
             self.messages, self.has_older = shown.messages, shown.has_older
-            self.draft, self.phase = prefix, phase
+            self.live_answer_id, self.phase = answer_id, phase
             self.notice = self.notice_kind = ""
             self.live_status = "Answering…"
             self.conversations = shown.conversations
@@ -1079,7 +1103,7 @@ class ChatState(AuthState):
             self._forget_direct_turn()
         if self.conversation_id == conversation_id:
             self._reload_window(user)
-            self.draft, self.phase, self.retry_in = "", "", 0
+            self.phase, self.retry_in = "", 0
             self.live_status = _LIVE_ENDINGS.get(outcome.status, "")
         self._refresh_sidebar(user)
         self._refresh_allowance(user)

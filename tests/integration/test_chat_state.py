@@ -7,6 +7,7 @@ computation that the app uses, so these tests see exactly the deltas a tab would
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 import uuid
@@ -22,6 +23,37 @@ from behest_chat.accounts.sessions import SESSION_COOKIE, create_session
 from behest_chat.settings import get_settings
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.")
+PUT = re.compile(r"behestLive\.put\((\d+),(\d+),(.*)\)", re.S)
+
+
+def pieces(events: list[Any]) -> list[tuple[int, int, str]]:
+    """The (answer id, offset, text) pieces of the reply in progress sent to the page."""
+    found = []
+    for event in events:
+        match = PUT.fullmatch(str(event.payload.get("javascript_code", "")))
+        if event.name.endswith("_call_script") and match:
+            found.append((int(match[1]), int(match[2]), json.loads(match[3])))
+    return found
+
+
+def page_texts(events: list[Any]) -> dict[int, str]:
+    """What assets/live_draft.js builds from those pieces: answer id → text."""
+    texts: dict[int, str] = {}
+    waiting: dict[int, list[tuple[int, str]]] = {}
+    for answer_id, at, text in pieces(events):
+        waiting.setdefault(answer_id, []).append((at, text))
+        joined = True
+        while joined:
+            joined = False
+            have = texts.get(answer_id, "")
+            for offset, piece in list(waiting[answer_id]):
+                if offset <= len(have):
+                    waiting[answer_id].remove((offset, piece))
+                    if offset + len(piece) > len(have):
+                        have = have[:offset] + piece
+                    joined = True
+            texts[answer_id] = have
+    return texts
 
 
 class Recorder:
@@ -35,6 +67,9 @@ class Recorder:
 
     def deltas(self) -> list[dict[str, Any]]:
         return [u.delta for u in self.updates if getattr(u, "delta", None)]
+
+    def events(self) -> list[Any]:
+        return [e for u in self.updates for e in (getattr(u, "events", None) or [])]
 
 
 @dataclass
@@ -149,12 +184,17 @@ async def test_send_streams_a_reply_in_a_few_small_deltas(tab: Tab, gateway) -> 
     assert [m["role"] for m in state.messages] == ["user", "assistant"]
     reply = state.messages[1]
     assert reply["status"] == "done" and len(reply["content"].split()) >= 200
-    assert state.draft == "" and state.phase == ""
+    assert state.phase == "" and not state.busy
 
-    draft_deltas = [d for d in tab.recorder.deltas() if any("draft" in k for k in _keys(d))]
+    sent_pieces = [p for p in pieces(tab.recorder.events()) if p[2]]
     # ~300 tokens at 5 ms each ≈ 1.5 s; flushed every 50 ms → tens of updates, not hundreds.
-    assert 3 <= len(draft_deltas) <= 60, len(draft_deltas)
-    sent = repr(tab.recorder.deltas())
+    assert 3 <= len(sent_pieces) <= 60, len(sent_pieces)
+    # Each piece carries only new text: together they are the reply (bar its last flush).
+    assert sum(len(p[2]) for p in sent_pieces) <= len(reply["content"])
+    shown = page_texts(tab.recorder.events())[int(reply["id"])]
+    assert len(shown) > len(reply["content"]) // 2 and reply["content"].startswith(shown)
+    assert not [d for d in tab.recorder.deltas() if any("draft" in k for k in _keys(d))]
+    sent = repr(tab.recorder.updates)
     assert not JWT.search(sent)
     assert gateway.api_key not in sent
 
@@ -203,7 +243,7 @@ async def test_stop_closes_the_upstream_stream_and_keeps_the_partial(tab: Tab, g
     )
 
     async def streaming() -> bool:
-        return (await tab.state()).draft != ""
+        return any(page_texts(tab.recorder.events()).values())
 
     await _until(streaming)
     await tab.run("stop")

@@ -26,7 +26,12 @@ from behest_chat.conversations import store
 from behest_chat.conversations.models import Message
 from behest_chat.db import session_scope
 from behest_chat.settings import get_settings
-from tests.integration.test_chat_state import Tab, app_env  # noqa: F401  (fixture)
+from tests.integration.test_chat_state import (  # noqa: F401  (app_env is a fixture)
+    Tab,
+    app_env,
+    page_texts,
+    pieces,
+)
 
 
 class Recorder:
@@ -41,8 +46,9 @@ class Recorder:
     def deltas(self, token: str) -> list[dict[str, Any]]:
         return [u.delta for t, u in self.updates if t == token and getattr(u, "delta", None)]
 
-    def events(self, token: str) -> list[Any]:
-        return [e for t, u in self.updates if t == token for e in (u.events or [])]
+    def events(self, token: str, since: int = 0) -> list[Any]:
+        """Events for ``token`` from the ``since``-th update on."""
+        return [e for t, u in self.updates[since:] if t == token for e in (u.events or [])]
 
 
 class Server:
@@ -220,7 +226,7 @@ async def test_stop_marks_the_answer_stopped_and_continue_extends_it(
     )
 
     async def streaming() -> bool:
-        return len((await tab.state()).draft) > 20
+        return any(len(t) > 20 for t in page_texts(server.recorder.events(tab.token)).values())
 
     await until(streaming, what="some text arrived")
     await tab.run("stop")
@@ -272,17 +278,22 @@ async def test_the_same_tab_reloaded_mid_answer_keeps_streaming(server, alice, g
 
     async def partial() -> str:
         state = await tab.state()
-        return state.conversation_id if len(state.draft) > 30 else ""
+        texts = page_texts(server.recorder.events(tab.token))
+        return state.conversation_id if any(len(t) > 30 for t in texts.values()) else ""
 
     conversation_id = await until(partial, what="a partial answer")
+    before_reload = len(server.recorder.updates)
     await tab.open(f"/chat/{conversation_id}/")  # the page loads again on the same state
     state = await tab.state()
-    assert state.phase == "streaming" and len(state.draft) > 30
+    assert state.phase == "streaming"
     assert [m["role"] for m in state.messages] == ["user"]
     await asyncio.wait_for(running.wait_all(), 20)
+    # The reloaded page starts empty: what it was sent since is the text so far, then more.
+    text = page_texts(server.recorder.events(tab.token, since=before_reload))[state.live_answer_id]
     state = await tab.state()
     assert [m["status"] for m in state.messages] == ["done", "done"]
-    assert state.draft == "" and state.phase == ""
+    assert state.phase == ""
+    assert len(text) > 30 and state.messages[-1]["content"].startswith(text)
 
 
 async def test_another_tab_follows_a_running_answer_from_the_database(
@@ -296,7 +307,11 @@ async def test_another_tab_follows_a_running_answer_from_the_database(
 
     async def started() -> str:
         state = await first.state()
-        return state.conversation_id if state.draft else ""
+        return (
+            state.conversation_id
+            if any(page_texts(server.recorder.events(first.token)).values())
+            else ""
+        )
 
     conversation_id = await until(started, what="the first tab streams")
     second = await server.tab(alice)
@@ -306,7 +321,8 @@ async def test_another_tab_follows_a_running_answer_from_the_database(
 
     async def following() -> bool:
         state = await second.state()
-        return state.phase == "streaming" and state.draft != ""
+        shown = page_texts(server.recorder.events(second.token)).get(state.live_answer_id)
+        return state.phase == "streaming" and bool(shown)
 
     await until(following, what="the second tab shows the answer in progress")
     assert [m["role"] for m in (await second.state()).messages] == ["user"]
@@ -318,17 +334,17 @@ async def test_another_tab_follows_a_running_answer_from_the_database(
     await until(followed, timeout=20, what="the second tab saw the answer end")
     await asyncio.wait_for(running.wait_all(), 20)
     await asyncio.wait_for(opening.wait_all(), 5)
-    second_drafts = [
-        v
-        for d in server.recorder.deltas(second.token)
-        for s in d.values()
-        for k, v in s.items()
-        if k.startswith("draft") and v
-    ]
-    assert len(second_drafts) >= 2 and second_drafts == sorted(second_drafts, key=len)
-    assert (await second.state()).messages[-1]["content"] == (await first.state()).messages[-1][
-        "content"
-    ]
+    # The follower sent the text so far, then only what the database row added since.
+    followed_pieces = [p for p in pieces(server.recorder.events(second.token)) if p[2]]
+    assert len(followed_pieces) >= 2
+    assert [at for _, at, _ in followed_pieces] == sorted({at for _, at, _ in followed_pieces})
+    final = (await first.state()).messages[-1]["content"]
+    assert (await second.state()).messages[-1]["content"] == final
+    assert final.startswith(
+        page_texts(server.recorder.events(second.token))[
+            int((await second.state()).messages[-1]["id"])
+        ]
+    )
 
 
 async def test_regenerate_and_edit_keep_earlier_versions(server, alice, gateway) -> None:

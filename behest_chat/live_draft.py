@@ -1,0 +1,49 @@
+"""The reply in progress travels to the page as pieces, not as a var resent whole.
+
+A Reflex var is sent whole on every change, so a reply pushed as one growing var costs the
+square of its length on the websocket. Instead the server sends each new piece with its
+offset in the answer (:func:`put`), and ``assets/live_draft.js`` joins the pieces in the
+page, where :func:`live_text` reads them for rendering. A page that arrives mid-answer gets
+the text so far as one piece at offset 0.
+"""
+
+from __future__ import annotations
+
+import json
+
+import reflex as rx
+from reflex_base.utils.imports import ImportVar
+from reflex_base.vars import VarData
+
+_HOOK = VarData(
+    imports={"$/public/live_draft.js": [ImportVar(tag="useLiveDrafts")]},
+    hooks={"const liveDrafts = useLiveDrafts()": None},
+)
+
+
+# A piece costs ~150 bytes of framing on the websocket, so pieces are few and large: one goes
+# out once 512 characters wait, or once it has waited four flush intervals (200 ms by
+# default), never more often than one interval; the page shows each over a few steps.
+PIECE_CHARS = 512
+PIECE_MAX_WAIT = 4
+
+
+def piece_due(waiting_chars: int, waited_s: float, flush_s: float) -> bool:
+    """Whether the text waiting should go to the page now (``flush_s == 0``: every piece)."""
+    if waited_s < flush_s or waiting_chars <= 0:
+        return False
+    return flush_s == 0 or waiting_chars >= PIECE_CHARS or waited_s >= PIECE_MAX_WAIT * flush_s
+
+
+def put(answer_id: int, at: int, text: str) -> rx.event.EventSpec:
+    """Write ``text`` at offset ``at`` of answer ``answer_id``'s text in the page."""
+    piece = json.dumps(text, ensure_ascii=False)
+    return rx.call_script(f"behestLive.put({int(answer_id)},{int(at)},{piece})")
+
+
+def live_text(answer_id: rx.Var[int]) -> rx.Var[str]:
+    """The text the page holds for ``answer_id`` ("" before its first piece)."""
+    return rx.Var(
+        f'(liveDrafts[{answer_id!s}] ?? "")',
+        _var_data=VarData.merge(_HOOK, answer_id._get_all_var_data()),
+    ).to(str)
