@@ -1,0 +1,37 @@
+"""When a piece of the reply in progress goes to the page, and how it is written."""
+
+from __future__ import annotations
+
+import json
+
+from behest_chat.live_draft import PIECE_CHARS, PIECE_MAX_WAIT, piece_due, put
+
+
+def test_the_first_piece_goes_at_once() -> None:
+    assert piece_due(1, waited_s=1e9, flush_s=0.05)
+
+
+def test_never_more_often_than_the_flush_interval() -> None:
+    assert not piece_due(PIECE_CHARS * 10, waited_s=0.049, flush_s=0.05)
+
+
+def test_a_small_piece_waits_until_it_is_large_or_has_waited_long() -> None:
+    assert not piece_due(PIECE_CHARS - 1, waited_s=0.06, flush_s=0.05)
+    assert piece_due(PIECE_CHARS, waited_s=0.06, flush_s=0.05)
+    assert piece_due(1, waited_s=PIECE_MAX_WAIT * 0.05, flush_s=0.05)
+
+
+def test_nothing_waiting_sends_nothing() -> None:
+    assert not piece_due(0, waited_s=10, flush_s=0.05)
+
+
+def test_a_zero_interval_sends_every_piece() -> None:
+    assert piece_due(1, waited_s=0, flush_s=0)
+
+
+def test_the_piece_is_a_javascript_string_literal_whatever_the_model_wrote() -> None:
+    text = 'a "quote", a \\ backslash, </script><img src=x onerror=alert(1)>\n\u2028'
+    code = put(7, 12, text).args[0][1]._var_value
+    prefix = "behestLive.put(7,12,"
+    assert code.startswith(prefix) and code.endswith(")")
+    assert json.loads(code[len(prefix) : -1]) == text
