@@ -9,8 +9,9 @@ engine.io 4 / socket.io 5 over a plain websocket, as the browser speaks it). Rep
 alternate between the two paths, each asking ``long: <tokens>``:
 
 - app: the ``send`` event over the websocket, all in one conversation (the user is on the
-  max tier, whose daily budget holds the growing history); first token = the first delta
-  with a non-empty draft, total = the delta that files the finished reply;
+  max tier, whose daily budget holds the growing history); first token = the first piece
+  of the reply sent to the page (a ``behestLive.put`` event with text), total = the delta
+  that files the finished reply;
 - direct: ``BehestClient.chat.completions.create(stream=True)`` against the same gateway
   with the same key; first token = the first content chunk, total = the end of the stream.
 
@@ -70,10 +71,10 @@ TARGET_ADDED_P50_MS = 5.0
 
 
 class ReflexSocket:
-    """A headless Reflex client: one tab's websocket, its events out and its deltas in.
+    """A headless Reflex client: one tab's websocket, its events out and its updates in.
 
-    ``deltas`` receives every ``(monotonic time, delta)`` the server pushes; ``on_delta``
-    (if set) is called with each as it arrives.
+    ``on_update`` (if set) is called with ``(monotonic time, delta, events)`` of every
+    update the server pushes, as it arrives.
     """
 
     def __init__(self, app_url: str, cookie: str) -> None:
@@ -81,7 +82,7 @@ class ReflexSocket:
         self.app_url = app_url
         self.cookie = cookie
         self.token = str(uuid.uuid4())
-        self.on_delta: Callable[[float, dict[str, Any]], None] | None = None
+        self.on_update: Callable[[float, dict[str, Any], list[dict[str, Any]]], None] | None = None
         # The chat state's vars as last pushed (deltas carry only what changed).
         self.chat: dict[str, Any] = {}
         self._ws = WSConnection(ConnectionType.CLIENT)
@@ -173,8 +174,8 @@ class ReflexSocket:
                 return
             delta = body.get("delta") or {}
             self.chat.update(delta.get(CHAT_STATE) or {})
-            if self.on_delta is not None:
-                self.on_delta(now, delta)
+            if self.on_update is not None:
+                self.on_update(now, delta, body.get("events") or [])
 
 
 @dataclass
@@ -201,8 +202,8 @@ async def chat_turn(
     turn = Turn()
     earlier = {m["id"] for m in tab.chat.get("messages_rx_state_", [])}
 
-    def on_delta(now: float, delta: dict[str, Any]) -> None:
-        if turn.first is None and (delta.get(CHAT_STATE) or {}).get("draft_rx_state_"):
+    def on_update(now: float, delta: dict[str, Any], events: list[dict[str, Any]]) -> None:
+        if turn.first is None and any(_is_text_piece(event) for event in events):
             turn.first = now
         messages = tab.chat.get("messages_rx_state_") or []
         last = messages[-1] if messages else None
@@ -218,11 +219,17 @@ async def chat_turn(
                 turn.first = now
             turn.finished.set()
 
-    tab.on_delta = on_delta
+    tab.on_update = on_update
     turn.sent = time.monotonic()
     await tab.emit(f"{CHAT_STATE}.send", {"form_data": {"prompt": prompt}})
     await asyncio.wait_for(turn.finished.wait(), timeout)
     return turn
+
+
+def _is_text_piece(event: dict[str, Any]) -> bool:
+    """A piece of the reply in progress with some text (``behest_chat.live_draft.put``)."""
+    code = (event.get("payload") or {}).get("javascript_code") or ""
+    return code.startswith("behestLive.put(") and not code.endswith(',"")')
 
 
 def register_user(
