@@ -539,43 +539,38 @@ class ChatState(AuthState):
         async with self:
             user = self._current_user()
             conversation_id = self.conversation_id
-        live = await _has_live_answer(user, conversation_id)
+        # One trip to a thread for every read the checks need.
+        before = (
+            await asyncio.to_thread(_read_before_send, user, conversation_id)
+            if user is not None
+            else None
+        )
         async with self:
-            refusal = self._refusal_before_send(user, conversation_id, live)
+            refusal = self._refusal_before_send(
+                user, conversation_id, before is not None and before.live
+            )
             if refusal is None and user is not None and not conversation_id:
                 self._new_draft = ""
-        if user is None:
+        if user is None or before is None:
             yield rx.redirect(routes.LOGIN)
             return
         if refusal is not None:
             yield rx.set_value("prompt", text)
             return
-        conversation = (
-            await asyncio.to_thread(store.get_conversation, user.user_id, conversation_id)
-            if conversation_id
-            else None
-        )
+        conversation, history = before.conversation, before.history
         if conversation_id and conversation is None:
             async with self:
                 self._say("This conversation is no longer available.", "missing")
             return
-        history = (
-            await asyncio.to_thread(store.branch_history, conversation.id, conversation.leaf_id)
-            if conversation is not None and conversation.leaf_id is not None
-            else []
-        )
-        if await self._over_budget(user, conversation_id, [*history, _user(text)]):
+        if await self._refuse_over_budget(before.allowance, [*history, _user(text)]):
             yield rx.set_value("prompt", text)
             return
         created = conversation is None
-        if conversation is None:
-            conversation = await asyncio.to_thread(store.create_conversation, user.user_id, text)
-        question = await asyncio.to_thread(
-            store.add_user_message, user.user_id, conversation.id, text, conversation.leaf_id
-        )
-        if question is None or question.id is None:
+        stored = await asyncio.to_thread(_store_question, user, conversation, text)
+        if stored is None:
             return
-        turn = _Turn(user, conversation.id, conversation.session_id, question.id)
+        conversation, question_id = stored
+        turn = _Turn(user, conversation.id, conversation.session_id, question_id)
         async for update in self._run(turn, created=created):
             yield update
 
@@ -720,15 +715,13 @@ class ChatState(AuthState):
         self, user: SessionUser, conversation_id: str, messages: Sequence[dict[str, str]]
     ) -> bool:
         """Check the budgets before sending; say why when the request must not go out."""
-        settings = get_settings()
-        allowance = await asyncio.to_thread(
-            budgets.allowance_for,
-            user.user_id,
-            user.tier,
-            conversation_id or None,
-            daily_budget=settings.daily_token_budget(user.tier),
-            conversation_cap=settings.conversation_token_cap,
-        )
+        allowance = await asyncio.to_thread(_allowance, user, conversation_id)
+        return await self._refuse_over_budget(allowance, messages)
+
+    async def _refuse_over_budget(
+        self, allowance: budgets.Allowance, messages: Sequence[dict[str, str]]
+    ) -> bool:
+        """Whether ``messages`` would go beyond ``allowance``; if so, say why."""
         refusal = allowance.refusal(budgets.estimate_prompt_tokens(messages))
         if refusal is None:
             return False
@@ -739,25 +732,20 @@ class ChatState(AuthState):
 
     async def _run(self, turn: _Turn, *, created: bool = False) -> AsyncIterator[Any]:
         """Create (or reopen) the answer, stream it, and end it the same way whatever happens."""
-        if await asyncio.to_thread(get_transport, turn.user.user_id) == "direct":
-            async for update in self._run_direct(turn, created=created):
+        conversation_id = turn.conversation_id
+        run_id = f"{_PROCESS_ID}-{uuid.uuid4().hex[:8]}"
+        # One trip to a thread for everything the database gives the start of a turn; the
+        # search is read outside the lock (the value the last lock left).
+        start = await asyncio.to_thread(_begin_turn, turn, run_id, self.search)
+        if start is None:
+            return
+        if start.transport == "direct":
+            async for update in self._run_direct(turn, run_id, start, created=created):
                 yield update
             return
-        user, conversation_id = turn.user, turn.conversation_id
-        run_id = f"{_PROCESS_ID}-{uuid.uuid4().hex[:8]}"
-        answer, history = await asyncio.to_thread(_open_answer, turn, run_id)
-        if answer is None or answer.id is None:
-            return
+        answer, history, title, shown = start.answer, start.history, start.title, start.shown
+        assert answer.id is not None
         prefix = answer.content
-        conversation = await asyncio.to_thread(
-            store.get_conversation, user.user_id, conversation_id
-        )
-        title = conversation.title if conversation is not None else ""
-        # Read outside the lock (the value the last lock left); the rows are read from the
-        # database in a thread and only put in place under the lock.
-        shown = await asyncio.to_thread(
-            _turn_start_rows, user, conversation_id, self.search, answer.id
-        )
         task = asyncio.current_task()
         assert task is not None
         async with self:
@@ -799,7 +787,9 @@ class ChatState(AuthState):
                 del _attached[conversation_id]
             await self._finish(turn, answer.id, run_id, recorder, history, outcome)
 
-    async def _run_direct(self, turn: _Turn, *, created: bool) -> AsyncIterator[Any]:
+    async def _run_direct(
+        self, turn: _Turn, run_id: str, start: _TurnStart, *, created: bool
+    ) -> AsyncIterator[Any]:
         """Let the page stream the answer from Behest; keep the answer alive until it reports.
 
         The answer row is created and heartbeated here exactly as for a relayed turn, so
@@ -807,20 +797,9 @@ class ChatState(AuthState):
         that never reports back (closed) leaves it ``interrupted`` after
         ``_DIRECT_TURN_LIMIT_S``, or at once on server shutdown or deletion.
         """
-        user, conversation_id = turn.user, turn.conversation_id
-        run_id = f"{_PROCESS_ID}-{uuid.uuid4().hex[:8]}"
-        answer, history = await asyncio.to_thread(_open_answer, turn, run_id)
-        if answer is None or answer.id is None:
-            return
-        conversation = await asyncio.to_thread(
-            store.get_conversation, user.user_id, conversation_id
-        )
-        title = conversation.title if conversation is not None else ""
-        # Read outside the lock (the value the last lock left); the rows are read from the
-        # database in a thread and only put in place under the lock.
-        shown = await asyncio.to_thread(
-            _turn_start_rows, user, conversation_id, self.search, answer.id
-        )
+        conversation_id = turn.conversation_id
+        answer, history, title, shown = start.answer, start.history, start.title, start.shown
+        assert answer.id is not None
         task = asyncio.current_task()
         assert task is not None
         async with self:
@@ -1152,6 +1131,31 @@ def _open_answer(turn: _Turn, run_id: str) -> tuple[Message | None, list[dict[st
 
 
 @dataclass(frozen=True)
+class _TurnStart:
+    """A turn's answer row, the history to send, and what the tab shows at its start."""
+
+    transport: str
+    answer: Message
+    history: list[dict[str, str]]
+    title: str
+    shown: _TurnStartRows
+
+
+def _begin_turn(turn: _Turn, run_id: str, search: str) -> _TurnStart | None:
+    """Create (or reopen) the answer and read the turn's start (blocking); ``None`` if the
+    question or answer is gone."""
+    user, conversation_id = turn.user, turn.conversation_id
+    transport = get_transport(user.user_id)
+    answer, history = _open_answer(turn, run_id)
+    if answer is None or answer.id is None:
+        return None
+    conversation = store.get_conversation(user.user_id, conversation_id)
+    title = conversation.title if conversation is not None else ""
+    shown = _turn_start_rows(user, conversation_id, search, answer.id)
+    return _TurnStart(transport, answer, history, title, shown)
+
+
+@dataclass(frozen=True)
 class _TurnStartRows:
     """What the tab shows when a turn starts, read from the database off the event loop."""
 
@@ -1169,6 +1173,56 @@ def _turn_start_rows(
         {"id": c.id, "title": c.title} for c in store.list_conversations(user.user_id, search)
     ]
     return _TurnStartRows(_rows([v for v in views if v.id != hide]), has_older, conversations)
+
+
+def _allowance(user: SessionUser, conversation_id: str) -> budgets.Allowance:
+    """The user's allowance with the settings' budgets (blocking)."""
+    settings = get_settings()
+    return budgets.allowance_for(
+        user.user_id,
+        user.tier,
+        conversation_id or None,
+        daily_budget=settings.daily_token_budget(user.tier),
+        conversation_cap=settings.conversation_token_cap,
+    )
+
+
+@dataclass(frozen=True)
+class _BeforeSend:
+    """What a send checks before it stores anything."""
+
+    live: bool
+    conversation: Conversation | None
+    history: list[dict[str, str]]
+    allowance: budgets.Allowance
+
+
+def _read_before_send(user: SessionUser, conversation_id: str) -> _BeforeSend:
+    """The reads a send's checks need, in one go (blocking)."""
+    conversation = (
+        store.get_conversation(user.user_id, conversation_id) if conversation_id else None
+    )
+    live = conversation is not None and _is_live(
+        store.streaming_answer(user.user_id, conversation_id)
+    )
+    history = (
+        store.branch_history(conversation.id, conversation.leaf_id)
+        if conversation is not None and conversation.leaf_id is not None
+        else []
+    )
+    return _BeforeSend(live, conversation, history, _allowance(user, conversation_id))
+
+
+def _store_question(
+    user: SessionUser, conversation: Conversation | None, text: str
+) -> tuple[Conversation, int] | None:
+    """Store the question, in a new conversation if there is none (blocking)."""
+    if conversation is None:
+        conversation = store.create_conversation(user.user_id, text)
+    question = store.add_user_message(user.user_id, conversation.id, text, conversation.leaf_id)
+    if question is None or question.id is None:
+        return None
+    return conversation, question.id
 
 
 async def _has_live_answer(user: SessionUser | None, conversation_id: str) -> bool:
