@@ -1202,9 +1202,7 @@ def _read_before_send(user: SessionUser, conversation_id: str) -> _BeforeSend:
     conversation = (
         store.get_conversation(user.user_id, conversation_id) if conversation_id else None
     )
-    live = conversation is not None and _is_live(
-        store.streaming_answer(user.user_id, conversation_id)
-    )
+    live = conversation is not None and _answer_is_live(user, conversation_id)
     history = (
         store.branch_history(conversation.id, conversation.leaf_id)
         if conversation is not None and conversation.leaf_id is not None
@@ -1229,8 +1227,12 @@ async def _has_live_answer(user: SessionUser | None, conversation_id: str) -> bo
     """Whether the conversation's answer is being written (by any process), read in a thread."""
     if user is None or not conversation_id:
         return False
-    answer = await asyncio.to_thread(store.streaming_answer, user.user_id, conversation_id)
-    return _is_live(answer)
+    return await asyncio.to_thread(_answer_is_live, user, conversation_id)
+
+
+def _answer_is_live(user: SessionUser, conversation_id: str) -> bool:
+    """Whether the conversation's answer is being written by anyone (blocking)."""
+    return _is_live(store.streaming_answer(user.user_id, conversation_id))
 
 
 def _store_ending(
