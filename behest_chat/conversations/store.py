@@ -13,6 +13,7 @@ conversation reads only the page it shows.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Iterable
@@ -567,23 +568,30 @@ def _depth_under(db: Session, parent_id: int | None) -> int:
 
 def _ancestors(db: Session, start_id: int, limit: int | None) -> list[Message]:
     """``start_id`` and its ancestors (at most ``limit``), oldest first."""
+    if limit is None:
+        return list(db.exec(_ancestors_query(False), params={"start_id": start_id}))
+    params = {"start_id": start_id, "last_n": limit - 1}
+    return list(db.exec(_ancestors_query(True), params=params))
+
+
+@functools.cache
+def _ancestors_query(limited: bool) -> Any:
+    """The recursive query behind :func:`_ancestors`, built once: building it costs more
+    than running it, and every page load and turn start runs it."""
     table = Message.__table__  # type: ignore[attr-defined]
     chain = (
         sa.select(table.c.id, table.c.parent_id, sa.literal(0).label("n"))
-        .where(table.c.id == start_id)
+        .where(table.c.id == sa.bindparam("start_id"))
         .cte("chain", recursive=True)
     )
     parent = aliased(table)
     step = sa.select(parent.c.id, parent.c.parent_id, (chain.c.n + 1).label("n")).join(
         chain, parent.c.id == chain.c.parent_id
     )
-    if limit is not None:
-        step = step.where(chain.c.n < limit - 1)
+    if limited:
+        step = step.where(chain.c.n < sa.bindparam("last_n"))
     chain = chain.union_all(step)
-    statement = (
-        select(Message).join(chain, col(Message.id) == chain.c.id).order_by(chain.c.n.desc())
-    )
-    return list(db.exec(statement))
+    return select(Message).join(chain, col(Message.id) == chain.c.id).order_by(chain.c.n.desc())
 
 
 def _sibling_ids(db: Session, conversation_id: str, parent_id: int | None) -> list[int]:
@@ -601,12 +609,22 @@ def _sibling_ids(db: Session, conversation_id: str, parent_id: int | None) -> li
 
 def _subtree_leaf(db: Session, root_id: int) -> int:
     """The newest message under ``root_id`` (itself included): always a leaf of the tree."""
+    newest = db.exec(_subtree_leaf_query(), params={"root_id": root_id}).scalar()  # type: ignore[call-overload]
+    return int(newest if newest is not None else root_id)
+
+
+@functools.cache
+def _subtree_leaf_query() -> Any:
+    """The recursive query behind :func:`_subtree_leaf`, built once (like the ancestors')."""
     table = Message.__table__  # type: ignore[attr-defined]
-    tree = sa.select(table.c.id).where(table.c.id == root_id).cte("tree", recursive=True)
+    tree = (
+        sa.select(table.c.id)
+        .where(table.c.id == sa.bindparam("root_id"))
+        .cte("tree", recursive=True)
+    )
     child = aliased(table)
     tree = tree.union_all(sa.select(child.c.id).join(tree, child.c.parent_id == tree.c.id))
-    newest = db.exec(sa.select(sa.func.max(tree.c.id))).scalar()  # type: ignore[call-overload]
-    return int(newest if newest is not None else root_id)
+    return sa.select(sa.func.max(tree.c.id))
 
 
 def _with_versions(db: Session, conversation_id: str, rows: Iterable[Message]) -> list[MessageView]:
