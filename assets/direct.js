@@ -6,9 +6,12 @@
 //     -> Promise<{text, status: "done"|"stopped"|"error", kind, code, message, detail,
 //                 httpStatus, retryAfter, traceId, usage, sessionId}>   (never rejects)
 //     onDelta(piece, textSoFar) per content piece; onUsage(usage) for the usage chunk.
-//   runTurn({baseUrl, messages, sessionId, threadId, target})
+//   runTurn({baseUrl, messages, sessionId, threadId, target, answerId, offset})
 //     -> the same result; renders the reply into the element `target` (a CSS selector)
-//        while it streams. stop() aborts it. Made for rx.call_script(..., callback=...).
+//        while it streams, and with `answerId` hands each piece to the page's reply in
+//        progress (assets/live_draft.js) at `offset` + its place in the reply, so the chat
+//        page renders it like a relayed one. stop() aborts it. Made for
+//        rx.call_script(..., callback=...).
 //   stop() -> whether a turn was running.
 //   running() -> whether this page is running a turn now (a reloaded page is not).
 //   checkOrigin({baseUrl})
@@ -386,9 +389,12 @@
         sessionId: o.sessionId,
         threadId: o.threadId,
         signal: controller.signal,
-        onDelta: function (_piece, text) {
+        onDelta: function (piece, text) {
           const element = target();
           if (element) element.textContent = text;
+          if (o.answerId && window.behestLive) {
+            window.behestLive.put(o.answerId, (o.offset || 0) + text.length - piece.length, piece);
+          }
         },
       });
     } finally {

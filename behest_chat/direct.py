@@ -94,6 +94,8 @@ def run_turn_script(
     session_id: str,
     thread_id: str | None = None,
     target: str = DRAFT_SELECTOR,
+    answer_id: int | None = None,
+    offset: int = 0,
 ) -> str:
     """The JavaScript that runs one browser-direct turn, for ``rx.call_script``.
 
@@ -105,7 +107,11 @@ def run_turn_script(
         messages: the conversation so far, ``[{"role", "content"}, ...]``.
         session_id: the conversation's ``X-Session-Id``.
         thread_id: the ``X-Thread-Id``, if the conversation has a Behest thread.
-        target: CSS selector of the element the streaming reply is written into.
+        target: CSS selector of the element the streaming reply is written into ("" for
+            none).
+        answer_id: hand the pieces to the page's reply in progress for this answer
+            (:mod:`behest_chat.live_draft`) instead, after ``offset`` characters kept from
+            before (Continue).
 
     Returns:
         A ``window.behestDirect.runTurn({...})`` call (an error result if the script is not
@@ -118,6 +124,8 @@ def run_turn_script(
         "threadId": thread_id,
         "target": target,
     }
+    if answer_id is not None:
+        options |= {"answerId": int(answer_id), "offset": int(offset)}
     # Page scripts load after hydration: a turn started before that is an error turn, not
     # an exception that would leave the page waiting for a callback that never comes.
     return (

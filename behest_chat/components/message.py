@@ -197,24 +197,6 @@ def message(msg: rx.Var[dict[str, str]]) -> rx.Component:
     )
 
 
-# The spinner shows until the page has written the first words into the draft element.
-_DIRECT_CSS = '[data-testid="direct-draft"]:not(:empty) + .direct-waiting { display: none; }'
-
-
-def _direct_draft() -> rx.Component:
-    """Browser-direct: an element left empty here, which ``behestDirect.runTurn`` fills."""
-    return rx.fragment(
-        rx.el.style(_DIRECT_CSS),
-        rx.el.div(white_space="pre-wrap", custom_attrs={"data-testid": "direct-draft"}),
-        rx.hstack(
-            rx.spinner(size="2"),
-            rx.text("Streaming…", color_scheme="gray", **testid("turn-phase")),
-            align="center",
-            class_name="direct-waiting",
-        ),
-    )
-
-
 def draft() -> rx.Component:
     """The reply in progress, or the phase before its first token (or the 429 countdown)."""
     return rx.cond(
@@ -236,25 +218,30 @@ def draft() -> rx.Component:
                         align="center",
                     ),
                     rx.cond(
-                        ChatState.direct,
-                        _direct_draft(),
-                        rx.cond(
-                            live_text(ChatState.live_answer_id) != "",
+                        live_text(ChatState.live_answer_id) != "",
+                        # Relayed or streamed by the page itself (browser-direct): the
+                        # same pieces, rendered the same way.
+                        rx.box(
                             markdown(live_text(ChatState.live_answer_id)),
-                            rx.hstack(
-                                rx.spinner(size="2"),
-                                rx.text(
-                                    rx.match(
-                                        ChatState.phase,
-                                        ("connecting", "Connecting…"),
-                                        ("waiting", "Waiting for the model…"),
-                                        "Streaming…",
-                                    ),
-                                    color_scheme="gray",
-                                    **testid("turn-phase"),
+                            custom_attrs={
+                                "data-testid": rx.cond(
+                                    ChatState.direct, "direct-draft", "live-draft"
+                                )
+                            },
+                        ),
+                        rx.hstack(
+                            rx.spinner(size="2"),
+                            rx.text(
+                                rx.match(
+                                    ChatState.phase,
+                                    ("connecting", "Connecting…"),
+                                    ("waiting", "Waiting for the model…"),
+                                    "Streaming…",
                                 ),
-                                align="center",
+                                color_scheme="gray",
+                                **testid("turn-phase"),
                             ),
+                            align="center",
                         ),
                     ),
                 ),

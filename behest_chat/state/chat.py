@@ -821,6 +821,8 @@ class ChatState(AuthState):
         saver = asyncio.create_task(recorder.keep_saving(on_lost=reported.set))
         ended_here = False
         try:
+            if answer.content:  # Continue: the page shows the kept text first
+                yield live_draft.put(answer.id, 0, answer.content)
             # The page starts the turn before it moves to the conversation's address, so
             # the load that move triggers finds the turn running (check_direct_page).
             yield rx.call_script(
@@ -829,6 +831,9 @@ class ChatState(AuthState):
                     messages=history,
                     session_id=turn.session_id,
                     thread_id=None,
+                    target="",
+                    answer_id=answer.id,
+                    offset=len(answer.content),
                 ),
                 callback=ChatState.finish_direct_turn,
             )

@@ -81,6 +81,8 @@ def test_stop_keeps_the_partial_of_a_direct_answer(page: Page, app_server) -> No
     app_server.clear_faults()
     ask(page, "long: 400")
     partial = direct_draft_text(page, 40)
+    # Rendered as markdown while it streams, like a relayed answer.
+    expect(page.locator(f"{DRAFT} h2")).to_have_text("Streaming in practice")
     before = app_server.gateway_stats()["client_disconnects"]
     page.get_by_test_id("stop").click()
     stopped = answers(page, "stopped")
@@ -101,6 +103,13 @@ def test_stop_keeps_the_partial_of_a_direct_answer(page: Page, app_server) -> No
     page.reload()
     expect(answers(page, "stopped")).to_have_count(1, timeout=15_000)
     assert words(partial) in words(answers(page, "stopped").inner_text())
+
+    # Continue streams in the page too: the kept text shows first, then the rest.
+    page.get_by_test_id("continue").click()
+    expect(page.locator(f"{DRAFT} h2").first).to_have_text("Streaming in practice")
+    done = answers(page, "done")
+    expect(done).to_have_count(1, timeout=30_000)
+    assert words(partial) in words(done.inner_text())
 
 
 def test_a_reload_mid_direct_answer_ends_it_as_interrupted(page: Page, app_server) -> None:
