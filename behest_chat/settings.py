@@ -22,6 +22,8 @@ Variables (see ``.env.example``):
 - ``APP_CONVERSATION_TOKEN_CAP``: tokens one conversation may use in total (unset = no cap).
 - ``APP_STREAM_IDLE_TIMEOUT_S``: a streaming reply that sends nothing for this long ends as
   timed out.
+- ``APP_REGISTRATIONS_PER_HOUR``: accounts one client address may create per hour (0 = no
+  limit).
 
 Modes:
 
@@ -74,6 +76,7 @@ _DEFAULT_SESSION_TTL_HOURS = 168
 _DEFAULT_DAILY_TOKEN_BUDGETS = {1: 50_000, 2: 2_000_000, 3: 20_000_000}
 _MAX_TOKEN_BUDGET = 10**12
 _DEFAULT_STREAM_IDLE_TIMEOUT_S = 60
+_DEFAULT_REGISTRATIONS_PER_HOUR = 20
 # Values the example file ships with; a real key must replace them.
 _PLACEHOLDER_MARKERS = ("__GENERATE__", "REPLACE_ME")
 _TRUE = {"1", "true", "yes", "on"}
@@ -131,6 +134,7 @@ class Settings:
         daily_token_budget_max: the same for the max tier.
         conversation_token_cap: tokens one conversation may use in total, or ``None``.
         stream_idle_timeout_s: seconds without a stream chunk before a reply times out.
+        registrations_per_hour: accounts one client address may create per hour; 0 = any.
     """
 
     behest_key: Secret
@@ -156,6 +160,7 @@ class Settings:
     daily_token_budget_max: int = _DEFAULT_DAILY_TOKEN_BUDGETS[3]
     conversation_token_cap: int | None = None
     stream_idle_timeout_s: int = _DEFAULT_STREAM_IDLE_TIMEOUT_S
+    registrations_per_hour: int = _DEFAULT_REGISTRATIONS_PER_HOUR
 
     def daily_token_budget(self, tier: int) -> int:
         """The app's daily token budget for a tier id (1 free, 2 pro, 3 max; 0 = no budget).
@@ -305,6 +310,9 @@ def load_settings(
         ),
         stream_idle_timeout_s=reader.integer(
             "APP_STREAM_IDLE_TIMEOUT_S", _DEFAULT_STREAM_IDLE_TIMEOUT_S, 1, 3600
+        ),
+        registrations_per_hour=reader.integer(
+            "APP_REGISTRATIONS_PER_HOUR", _DEFAULT_REGISTRATIONS_PER_HOUR, 0, 100_000
         ),
     )
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-__all__ = ["TIERS", "TIER_NAMES", "AuthSession", "LoginAttempt", "User", "utcnow"]
+__all__ = ["TIERS", "TIER_NAMES", "AuthSession", "LoginAttempt", "Registration", "User", "utcnow"]
 
 # Behest tier ids (contract §6.1).
 TIERS = {"free": 1, "pro": 2, "max": 3}
@@ -54,6 +54,17 @@ class AuthSession(SQLModel, table=True):
     expires_at: datetime
     revoked_at: datetime | None = Field(default=None)
     last_seen_at: datetime = Field(default_factory=utcnow)
+
+
+class Registration(SQLModel, table=True):
+    """An account created from a client address, kept for an hour to limit sign-ups."""
+
+    __tablename__ = "registration"
+    __table_args__ = (sa.Index("ix_registration_client_created_at", "client", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    client: str = Field(max_length=160)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class LoginAttempt(SQLModel, table=True):

@@ -5,6 +5,10 @@ the same :data:`WRONG_CREDENTIALS` message after the same amount of hashing work
 throttle counts failures per *attempted* username (existing or not) and per client IP.
 After :data:`THROTTLE_LIMIT` failures within :data:`THROTTLE_WINDOW` for either, further
 attempts are refused until the oldest of those failures leaves the window.
+
+Registration can be limited per client address (``per_hour`` accounts within
+:data:`REGISTRATION_WINDOW`), checked before the password is hashed, so that a script cannot
+fill the database or keep the server busy hashing.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from behest_chat.accounts.models import TIERS, LoginAttempt, User, utcnow
+from behest_chat.accounts.models import TIERS, LoginAttempt, Registration, User, utcnow
 from behest_chat.accounts.passwords import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
@@ -29,6 +33,7 @@ from behest_chat.accounts.sessions import SessionUser
 from behest_chat.db import session_scope
 
 __all__ = [
+    "REGISTRATION_WINDOW",
     "THROTTLE_LIMIT",
     "THROTTLE_WINDOW",
     "WRONG_CREDENTIALS",
@@ -48,6 +53,7 @@ __all__ = [
 
 THROTTLE_LIMIT = 5
 THROTTLE_WINDOW = timedelta(minutes=15)
+REGISTRATION_WINDOW = timedelta(hours=1)
 WRONG_CREDENTIALS = "Wrong username or password."
 _USERNAME_RE = re.compile(r"[a-z0-9_.-]{3,32}")
 _DISPLAY_NAME_MAX = 64
@@ -78,7 +84,7 @@ class LoginFailedError(AccountError):
 
 
 class TooManyAttemptsError(AccountError):
-    """Sign-in is throttled for this username or client.
+    """Sign-in (or registration) is throttled for this username or client.
 
     Attributes:
         retry_after: seconds until an attempt will be considered again.
@@ -114,19 +120,29 @@ def parse_tier(value: int | str) -> int:
     raise AccountError("tier: expected free, pro or max (or 1, 2, 3)", field="tier")
 
 
-def register(username: str, display_name: str, password: str) -> SessionUser:
+def register(
+    username: str,
+    display_name: str,
+    password: str,
+    *,
+    client_ip: str | None = None,
+    per_hour: int = 0,
+) -> SessionUser:
     """Create a user with tier 1 (free).
 
     Args:
         username: 3 to 32 of ``a-z 0-9 _ . -`` (upper case is lowered).
         display_name: up to 64 printable characters; empty means the username.
         password: at least 8 characters.
+        client_ip: the client's address, for the limit; ``None`` if unknown (no limit).
+        per_hour: accounts one address may create per hour; 0 = no limit.
 
     Returns:
         The new user.
 
     Raises:
         RegistrationError: with a message naming the problem and ``field`` set.
+        TooManyAttemptsError: this address created ``per_hour`` accounts in the last hour.
     """
     name = normalize_username(username)
     if not _USERNAME_RE.fullmatch(name):
@@ -136,10 +152,24 @@ def register(username: str, display_name: str, password: str) -> SessionUser:
         )
     shown = _clean_display_name(display_name) or name
     _check_new_password(password, name)
+    client = f"ip:{client_ip}"[:_SUBJECT_MAX] if client_ip and per_hour > 0 else None
+    now = utcnow()
+    if client is not None:
+        with session_scope() as db:
+            wait = _seconds_until_registration(db, client, now, per_hour)
+        if wait > 0:
+            raise TooManyAttemptsError(wait)
     user = User(username=name, display_name=shown, password_hash=hash_password(password))
     try:
         with session_scope() as db:
             db.add(user)
+            if client is not None:
+                db.exec(
+                    delete(Registration).where(
+                        col(Registration.created_at) < now - REGISTRATION_WINDOW
+                    )
+                )
+                db.add(Registration(client=client, created_at=now))
             db.flush()
             return SessionUser.from_row(user)
     except IntegrityError:
@@ -226,10 +256,28 @@ def _seconds_locked(db: Session, subject: str, now: datetime) -> int:
         .order_by(col(LoginAttempt.failed_at).desc())
         .limit(THROTTLE_LIMIT)
     ).all()
-    if len(recent) < THROTTLE_LIMIT:
+    return _seconds_to_wait(recent, THROTTLE_LIMIT, THROTTLE_WINDOW, now)
+
+
+def _seconds_until_registration(db: Session, client: str, now: datetime, per_hour: int) -> int:
+    """Seconds until ``client`` may create another account; 0 when it may now."""
+    recent = db.exec(
+        select(Registration.created_at)
+        .where(Registration.client == client, Registration.created_at > now - REGISTRATION_WINDOW)
+        .order_by(col(Registration.created_at).desc())
+        .limit(per_hour)
+    ).all()
+    return _seconds_to_wait(recent, per_hour, REGISTRATION_WINDOW, now)
+
+
+def _seconds_to_wait(
+    newest_first: list[datetime], limit: int, window: timedelta, now: datetime
+) -> int:
+    """Given the last ``limit`` events in ``window``, newest first: seconds until one more is
+    allowed (0 = now), i.e. until the oldest of them leaves the window."""
+    if len(newest_first) < limit:
         return 0
-    # Unlocked once the oldest of the last LIMIT failures leaves the window.
-    return max(1, math.ceil((recent[-1] + THROTTLE_WINDOW - now).total_seconds()))
+    return max(1, math.ceil((newest_first[-1] + window - now).total_seconds()))
 
 
 def _clean_display_name(display_name: str) -> str:

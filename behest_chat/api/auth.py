@@ -40,9 +40,13 @@ def register_handler(settings: Settings, after_sign_in: str) -> Handler:
                 _text(data, "username"),
                 _text(data, "display_name"),
                 _text(data, "password"),
+                client_ip=request.client.host if request.client else None,
+                per_hour=settings.registrations_per_hour,
             )
         except RegistrationError as exc:
             return json_error(400, str(exc), with_ok=True, field=exc.field)
+        except TooManyAttemptsError as exc:
+            return _too_many(exc)
         return await _signed_in(request, settings, user, after_sign_in)
 
     return register_user
@@ -60,9 +64,7 @@ def login_handler(settings: Settings, after_sign_in: str) -> Handler:
         try:
             user = await run_in_threadpool(authenticate, username, password, client_ip)
         except TooManyAttemptsError as exc:
-            response = json_error(429, str(exc), with_ok=True)
-            response.headers["Retry-After"] = str(exc.retry_after)
-            return response
+            return _too_many(exc)
         except LoginFailedError as exc:
             return json_error(401, str(exc), with_ok=True)
         return await _signed_in(request, settings, user, after_sign_in)
@@ -88,6 +90,12 @@ def logout_handler(settings: Settings, after_sign_out: str) -> Handler:
         return response
 
     return logout
+
+
+def _too_many(exc: TooManyAttemptsError) -> Response:
+    response = json_error(429, str(exc), with_ok=True)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 async def _signed_in(

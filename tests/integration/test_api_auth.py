@@ -157,6 +157,24 @@ def test_sign_in_is_throttled_after_five_failures(api_server) -> None:
         assert "set-cookie" not in response.headers
 
 
+def test_sign_ups_from_one_address_are_limited_per_hour(api_server_factory) -> None:
+    server = api_server_factory(APP_REGISTRATIONS_PER_HOUR="2")
+    for name in ("pia", "pete"):
+        sign_up(server, name)
+    response = httpx.post(
+        server.url + "/api/auth/register",
+        json={"username": "paul", "display_name": "Paul", "password": PASSWORD},
+    )
+    assert response.status_code == 429
+    assert response.json() == {"ok": False, "error": "Too many attempts. Try again in 60 minutes."}
+    assert 3500 < int(response.headers["retry-after"]) <= 3600
+    assert "set-cookie" not in response.headers
+    login = httpx.post(
+        server.url + "/api/auth/login", json={"username": "paul", "password": PASSWORD}
+    )
+    assert login.status_code == 401
+
+
 def test_logout_revokes_and_clears_the_cookie(api_server) -> None:
     client = sign_up(api_server, "ivy")
     secret = client.cookies[COOKIE]

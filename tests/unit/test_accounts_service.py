@@ -148,6 +148,36 @@ def test_the_lock_lifts_when_failures_leave_the_window(app_db) -> None:
     assert authenticate("kate", PASSWORD, None).username == "kate"
 
 
+def test_one_address_may_create_per_hour_accounts_then_waits(app_db) -> None:
+    register("nia", "Nia", PASSWORD, client_ip="10.0.0.7", per_hour=2)
+    register("noor", "Noor", PASSWORD, client_ip="10.0.0.7", per_hour=2)
+    with pytest.raises(TooManyAttemptsError, match="Try again in 60 minutes.") as refused:
+        register("nils", "Nils", PASSWORD, client_ip="10.0.0.7", per_hour=2)
+    assert 3500 < refused.value.retry_after <= 3600
+    assert find_user("nils") is None
+    # Another address, and the admin tools (no address), are not limited by it.
+    assert register("nils", "Nils", PASSWORD, client_ip="10.0.0.8", per_hour=2).username == "nils"
+    assert register("nora", "Nora", PASSWORD).username == "nora"
+    # A bad field is still named first, throttled or not.
+    with pytest.raises(RegistrationError, match="Username"):
+        register("x", "X", PASSWORD, client_ip="10.0.0.7", per_hour=2)
+
+
+def test_the_sign_up_limit_lifts_when_the_hour_has_passed(app_db) -> None:
+    register("olga", "Olga", PASSWORD, client_ip="10.0.0.9", per_hour=1)
+    with sqlite3.connect(app_db.path) as conn:
+        old = (utcnow() - timedelta(minutes=50)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        conn.execute("UPDATE registration SET created_at = ?", (old,))
+    with pytest.raises(TooManyAttemptsError, match="Try again in 10 minutes."):
+        register("omar", "Omar", PASSWORD, client_ip="10.0.0.9", per_hour=1)
+    with sqlite3.connect(app_db.path) as conn:
+        old = (utcnow() - timedelta(minutes=61)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        conn.execute("UPDATE registration SET created_at = ?", (old,))
+    assert register("omar", "Omar", PASSWORD, client_ip="10.0.0.9", per_hour=1).username == "omar"
+    with sqlite3.connect(app_db.path) as conn:  # rows that left the window are dropped
+        assert conn.execute("SELECT count(*) FROM registration").fetchone() == (1,)
+
+
 def test_success_clears_the_account_failures(app_db) -> None:
     register("liam", "Liam", PASSWORD)
     fail("liam", None, times=4)

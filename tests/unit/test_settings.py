@@ -278,6 +278,8 @@ BAD_VALUES = [
     ("APP_SESSION_TTL_HOURS", {"APP_SESSION_TTL_HOURS": "0"}, None),
     ("APP_SESSION_TTL_HOURS", {"APP_SESSION_TTL_HOURS": "a week"}, None),
     ("APP_SECURE_COOKIES", {"APP_SECURE_COOKIES": "maybe"}, None),
+    ("APP_REGISTRATIONS_PER_HOUR", {"APP_REGISTRATIONS_PER_HOUR": "-1"}, None),
+    ("APP_REGISTRATIONS_PER_HOUR", {"APP_REGISTRATIONS_PER_HOUR": "lots"}, None),
 ]
 
 
@@ -386,6 +388,7 @@ def test_token_budgets_default_to_the_gateway_tiers_and_can_be_changed() -> None
     assert settings.daily_token_budget(7) == 50_000  # an unknown tier is treated as free
     assert settings.conversation_token_cap is None
     assert settings.stream_idle_timeout_s == 60
+    assert settings.registrations_per_hour == 20
     changed = load_settings(
         None,
         {
