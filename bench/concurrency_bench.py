@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from relay_bench import (  # noqa: E402 - bench/ is not a package
+from relay_bench import (
     ROOT,
     ReflexSocket,
     chat_turn,
@@ -48,7 +48,7 @@ from relay_bench import (  # noqa: E402 - bench/ is not a package
     running_app,
 )
 
-from behest_chat.behest import BehestClient  # noqa: E402
+from behest_chat.behest import BehestClient
 
 TARGET_ADDED_P95_MS = 250.0
 TURN_TIMEOUT_S = 60.0

@@ -29,7 +29,7 @@ import httpx
 from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.fixtures.app import CHROMIUM, CHROMIUM_ARGS, project_copy, run_app  # noqa: E402
+from tests.fixtures.app import CHROMIUM, CHROMIUM_ARGS, project_copy, run_app
 
 QUESTION = "How do I read a file in Python?"
 NO_LIMITS = (

@@ -35,11 +35,11 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from relay_bench import ROOT, UNLIMITED_ENV, percentile  # noqa: E402 - bench/ is not a package
+from relay_bench import ROOT, UNLIMITED_ENV, percentile
 
-from behest_chat.behest import BehestClient  # noqa: E402
-from behest_chat.behest.cache import SharedTokenCache  # noqa: E402
-from behest_chat.redis_support import create_redis  # noqa: E402
+from behest_chat.behest import BehestClient
+from behest_chat.behest.cache import SharedTokenCache
+from behest_chat.redis_support import create_redis
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 ECHO = {"messages": [{"role": "user", "content": "echo: ok"}]}
@@ -80,7 +80,7 @@ async def bench(messages: int) -> None:
             gateway.stop()
 
 
-async def run_modes(gateway, messages: int) -> None:  # noqa: ANN001 - a RunningGateway
+async def run_modes(gateway, messages: int) -> None:
     remote = BehestClient(key=gateway.api_key, base_url=gateway.base_url)
     signer = BehestClient(
         key="behest_pk_" + gateway.signing_key_pem, base_url=gateway.base_url,

@@ -257,7 +257,8 @@ def running_app(**env: str) -> Iterator[Any]:
         base = Path(directory)
         root = project_copy(base / "project")
         (base / "work").mkdir()
-        with run_app(base / "work", root, **{"BEHEST_GATEWAY_LIMITS": UNLIMITED_ENV, **env}) as server:
+        overrides = {"BEHEST_GATEWAY_LIMITS": UNLIMITED_ENV, **env}
+        with run_app(base / "work", root, **overrides) as server:
             yield server
 
 
@@ -326,7 +327,8 @@ def main() -> None:
     print(f"  {'':<22}{'p50':>9}{'p95':>9}")
     for label, key in (("first token, app", "app_first"), ("first token, direct", "direct_first"),
                        ("total, app", "app_total"), ("total, direct", "direct_total")):
-        print(f"  {label:<22}{percentile(samples[key], 50):>9.1f}{percentile(samples[key], 95):>9.1f}")
+        p50, p95 = percentile(samples[key], 50), percentile(samples[key], 95)
+        print(f"  {label:<22}{p50:>9.1f}{p95:>9.1f}")
     added_first = percentile(samples["app_first"], 50) - percentile(samples["direct_first"], 50)
     added_total = percentile(samples["app_total"], 50) - percentile(samples["direct_total"], 50)
     print(f"  {'added at p50, first':<22}{added_first:>9.1f}")

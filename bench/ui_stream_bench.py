@@ -23,12 +23,13 @@ import httpx
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.fixtures.app import CHROMIUM, CHROMIUM_ARGS, project_copy, run_app  # noqa: E402
+from tests.fixtures.app import CHROMIUM, CHROMIUM_ARGS, project_copy, run_app
 
 COUNT_UPDATES = """() => {
   window.__updates = 0;
   new MutationObserver(() => {
-    if (document.querySelector('[data-testid="message"][data-status="streaming"]')) window.__updates++;
+    const streaming = '[data-testid="message"][data-status="streaming"]';
+    if (document.querySelector(streaming)) window.__updates++;
   }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
 
@@ -58,7 +59,8 @@ def measure(flush_ms: int, tokens: int, delay_ms: int) -> dict[str, float]:
 
         def on_ws(ws) -> None:
             def count(payload) -> None:
-                received["bytes"] += len(payload if isinstance(payload, bytes) else payload.encode())
+                data = payload if isinstance(payload, bytes) else payload.encode()
+                received["bytes"] += len(data)
                 received["frames"] += 1
 
             ws.on("framereceived", count)
@@ -95,7 +97,10 @@ def main() -> int:
     args = parser.parse_args()
     rows = [measure(ms, args.tokens, args.delay_ms) for ms in (50, 0)]
     print(f"\nOne {args.tokens}-token reply, offline model at {args.delay_ms} ms/token\n")
-    print(f"{'mode':<22}{'ws bytes':>12}{'frames':>8}{'DOM updates':>13}{'bytes/reply':>13}{'total s':>9}")
+    print(
+        f"{'mode':<22}{'ws bytes':>12}{'frames':>8}{'DOM updates':>13}"
+        f"{'bytes/reply':>13}{'total s':>9}"
+    )
     for row in rows:
         mode = "coalesced pieces" if row["flush_ms"] else "per token (naive)"
         ratio = row["ws_bytes"] / row["reply_bytes"]

@@ -13,6 +13,7 @@ a user's token is minted once for all of them, not once per process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -294,10 +295,9 @@ class SharedTokenCache(TokenCache):
             await self._redis.set(self.token_key(token.user_id), _token_to_json(token), px=ttl_ms)
 
     async def _release(self, lock_key: str, lock_id: str) -> None:
-        try:
+        # On failure the lock expires by itself after lock_seconds.
+        with contextlib.suppress(self._redis_error):
             await self._redis.eval(_RELEASE_LOCK, 1, lock_key, lock_id)
-        except self._redis_error:
-            pass  # the lock expires by itself after lock_seconds
 
     async def _drop(self, user_id: str, token: str | None) -> None:
         try:

@@ -50,7 +50,8 @@ class SettingsState(AuthState):
     token_ttl: int = 0
     key_fingerprint: str = ""
     tier: str = ""
-    allowed_origins: list[str] = []
+    # Reflex copies var defaults into every tab's state, so a list default is safe here.
+    allowed_origins: list[str] = []  # noqa: RUF012
     browser_origin: str = ""
     origin_allowed: bool = False
     origin_fix: str = ""

@@ -168,7 +168,8 @@ def test_nothing_secret_reaches_the_browser(page: Page, app_server, recorder) ->
         )
     )
     forbidden = [*app_server.secrets, session_cookie["value"], password_hash, PASSWORD]
-    for where, text in (("HTML", html), ("JS bundle", bundle), ("websocket", "\n".join(recorder.frames))):
+    places = (("HTML", html), ("JS bundle", bundle), ("websocket", "\n".join(recorder.frames)))
+    for where, text in places:
         for secret in forbidden:
             assert secret not in text, f"a secret reached the browser through the {where}"
         assert not JWT.search(text), f"a JWT reached the browser through the {where}"

@@ -279,7 +279,9 @@ def test_redis_restart_during_a_stream_keeps_the_conversation(
     first_answer = assistant_messages(page).first
     expect(first_answer).to_have_text("kept before the restart")
     ask(page, "echo: after the restart")
-    expect(assistant_messages(page).last).to_have_text("after the restart", timeout=ANSWER_TIMEOUT_MS)
+    expect(assistant_messages(page).last).to_have_text(
+        "after the restart", timeout=ANSWER_TIMEOUT_MS
+    )
 
 
 def test_sign_in_throttling_counts_failures_on_every_instance(

@@ -12,7 +12,7 @@ from tests.fixtures.app import free_port
 from tests.fixtures.services import PgDatabase
 
 
-def raised(call) -> Exception:  # noqa: ANN001 - any callable that fails
+def raised(call) -> Exception:
     with pytest.raises(Exception) as exc_info:
         call()
     return exc_info.value

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
-from alembic.script import ScriptDirectory
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlmodel import SQLModel
 
 import behest_chat.tables  # noqa: F401  (registers every table)
@@ -54,7 +54,8 @@ def test_upgrade_command_creates_the_schema_and_is_idempotent(tmp_path: Path) ->
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
         (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
     assert {"user", "auth_session", "login_attempt"} <= tables
-    assert version == ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini"))).get_current_head()
+    head = ScriptDirectory.from_config(Config(str(ROOT / "alembic.ini"))).get_current_head()
+    assert version == head
 
 
 def test_upgrade_command_names_a_bad_database_url(tmp_path: Path) -> None:

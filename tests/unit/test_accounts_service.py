@@ -74,7 +74,7 @@ def test_register_refuses_bad_fields(
 
 def test_register_refuses_a_taken_username_whatever_its_case(app_db) -> None:
     register("dave", "Dave", PASSWORD)
-    with pytest.raises(RegistrationError, match="That username is taken.") as caught:
+    with pytest.raises(RegistrationError, match=r"That username is taken.") as caught:
         register("DAVE", "Other Dave", PASSWORD)
     assert caught.value.field == "username"
     assert [u.display_name for u in list_users()] == ["Dave"]
@@ -140,7 +140,7 @@ def test_the_lock_lifts_when_failures_leave_the_window(app_db) -> None:
     with sqlite3.connect(app_db.path) as conn:
         old = (utcnow() - timedelta(minutes=10)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         conn.execute("UPDATE login_attempt SET failed_at = ?", (old,))
-    with pytest.raises(TooManyAttemptsError, match="Try again in 5 minutes."):
+    with pytest.raises(TooManyAttemptsError, match=r"Try again in 5 minutes."):
         authenticate("kate", PASSWORD, None)
     with sqlite3.connect(app_db.path) as conn:
         old = (utcnow() - timedelta(minutes=16)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -151,7 +151,7 @@ def test_the_lock_lifts_when_failures_leave_the_window(app_db) -> None:
 def test_one_address_may_create_per_hour_accounts_then_waits(app_db) -> None:
     register("nia", "Nia", PASSWORD, client_ip="10.0.0.7", per_hour=2)
     register("noor", "Noor", PASSWORD, client_ip="10.0.0.7", per_hour=2)
-    with pytest.raises(TooManyAttemptsError, match="Try again in 60 minutes.") as refused:
+    with pytest.raises(TooManyAttemptsError, match=r"Try again in 60 minutes.") as refused:
         register("nils", "Nils", PASSWORD, client_ip="10.0.0.7", per_hour=2)
     assert 3500 < refused.value.retry_after <= 3600
     assert find_user("nils") is None
@@ -168,7 +168,7 @@ def test_the_sign_up_limit_lifts_when_the_hour_has_passed(app_db) -> None:
     with sqlite3.connect(app_db.path) as conn:
         old = (utcnow() - timedelta(minutes=50)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         conn.execute("UPDATE registration SET created_at = ?", (old,))
-    with pytest.raises(TooManyAttemptsError, match="Try again in 10 minutes."):
+    with pytest.raises(TooManyAttemptsError, match=r"Try again in 10 minutes."):
         register("omar", "Omar", PASSWORD, client_ip="10.0.0.9", per_hour=1)
     with sqlite3.connect(app_db.path) as conn:
         old = (utcnow() - timedelta(minutes=61)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -215,7 +215,7 @@ def test_set_tier_changes_the_stored_tier(app_db) -> None:
 
 
 def test_set_tier_for_an_unknown_user(app_db) -> None:
-    with pytest.raises(UnknownUserError, match="^username: no user named 'olga'$"):
+    with pytest.raises(UnknownUserError, match=r"^username: no user named 'olga'$"):
         set_tier("olga", "pro")
 
 
