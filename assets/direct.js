@@ -25,7 +25,7 @@
 // The token lives in this closure only: never in localStorage, sessionStorage or a cookie.
 // It is fetched from the app's POST /api/behest/token with the session cookie, reused until
 // 60 s before it expires (one request at a time), and dropped and fetched once more when the
-// gateway answers 401. Error kinds and sentences match the server relay's (state/chat.py
+// gateway answers 401. Error kinds and sentences match the server relay's (state/failures.py
 // describe_error): 402 quota, 429 rate_limited (+ Retry-After), 5xx server (retried twice
 // with backoff before any byte, like the relay), a stream that ends before [DONE] cut, and
 // a failed fetch (network down or blocked by CORS: browsers do not tell them apart)

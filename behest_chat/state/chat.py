@@ -45,8 +45,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import reflex as rx
@@ -57,7 +55,6 @@ from behest_chat.behest import errors
 from behest_chat.conversations import budgets, store
 from behest_chat.conversations.models import Conversation, Message
 from behest_chat.conversations.recorder import TurnRecorder
-from behest_chat.conversations.store import MessageView
 from behest_chat.direct import (
     RUNNING_SCRIPT,
     STOP_SCRIPT,
@@ -66,24 +63,30 @@ from behest_chat.direct import (
     run_turn_script,
 )
 from behest_chat.inflight import turns
-from behest_chat.preferences import get_transport
 from behest_chat.services import get_client
 from behest_chat.settings import get_settings
 from behest_chat.state.auth import AuthState
+from behest_chat.state.failures import describe_error, explain_failure
+from behest_chat.state.turn_store import (
+    CONTINUE_PROMPT,
+    Outcome,
+    Turn,
+    TurnStart,
+    TurnStartRows,
+    answer_is_live,
+    begin_turn,
+    message_rows,
+    read_before_send,
+    store_ending,
+    store_question,
+    user_allowance,
+    user_message,
+)
 
-__all__ = [
-    "CONTINUE_PROMPT",
-    "ChatState",
-    "conversation_path",
-    "describe_error",
-    "explain_failure",
-    "quota_message",
-]
+__all__ = ["ChatState", "conversation_path"]
 
 logger = logging.getLogger("behest_chat.chat")
 
-# What Continue asks the model, after the partial answer.
-CONTINUE_PROMPT = "Continue your previous answer exactly where it stopped. Do not repeat it."
 _RATE_LIMIT_RETRIES = 3
 _FINAL_UPDATE_RETRIES_S = (0.2, 0.5, 1.0, 2.0, 4.0, None)
 _FOLLOW_INTERVAL_S = 0.3
@@ -105,80 +108,6 @@ SCROLL_TO_LATEST_JS = "window.behestScroll && window.behestScroll.follow()"
 def conversation_path(conversation_id: str) -> str:
     """The page of one conversation."""
     return f"{routes.CHAT}/{conversation_id}"
-
-
-def describe_error(exc: BaseException) -> tuple[str, str]:
-    """A short kind label and a human sentence for a failed turn; never the raw exception."""
-    if isinstance(exc, errors.QuotaExceededError):
-        return "quota", "The daily quota of your plan is used up. It resets at midnight UTC."
-    if isinstance(exc, errors.RateLimitError):
-        wait = f" Try again in {exc.retry_after} s." if exc.retry_after else ""
-        return "rate_limited", "Too many requests right now." + wait
-    if isinstance(exc, errors.AuthenticationError):
-        return "auth", "The gateway did not accept the credentials. Check the settings page."
-    if isinstance(exc, errors.PermissionDeniedError):
-        return "forbidden", "The gateway refused this project or user."
-    if isinstance(exc, errors.BadRequestError):
-        return "bad_request", "The gateway rejected the request."
-    if isinstance(exc, errors.ServerError):
-        return "server", "The model service failed. The answer so far is kept; retry."
-    if isinstance(exc, errors.BehestConnectionError):
-        return "unreachable", "The gateway could not be reached. Retry in a moment."
-    if isinstance(exc, errors.StreamError):
-        return "cut", "The answer was cut off. The part that arrived is kept; retry."
-    return "error", "Something went wrong with this answer. Retry."
-
-
-def explain_failure(exc: BaseException, now: float | None = None) -> tuple[str, str]:
-    """Like :func:`describe_error`, with the quota's figures and the read timeout spelled out."""
-    if isinstance(exc, errors.QuotaExceededError):
-        return "quota", quota_message(exc, now)
-    if isinstance(exc, errors.TimeoutError):
-        return (
-            "timeout",
-            "The answer stopped arriving in time. The part that arrived is kept; retry.",
-        )
-    return describe_error(exc)
-
-
-def quota_message(exc: errors.QuotaExceededError, now: float | None = None) -> str:
-    """``"The daily quota of the free tier is reached: 50,123 of 50,000 tokens used today …"``.
-
-    Args:
-        exc: the gateway's 402 (its ``details`` give tier, limit and usage when present).
-        now: Unix time (tests); the reset is the next 00:00 UTC.
-    """
-    tier = exc.tier if isinstance(exc.tier, str) else budgets.TIER_NAMES.get(exc.tier or 1, "free")
-    figures = ""
-    for key, used_key, unit in (
-        ("tokens_per_day", "tokens_today", "tokens"),
-        ("requests_per_day", "requests_today", "requests"),
-    ):
-        limit, used = exc.limit.get(key), exc.usage.get(used_key)
-        if isinstance(limit, int):
-            figures = (
-                f": {used:,} of {limit:,} {unit} used today"
-                if isinstance(used, int)
-                else f" ({limit:,} {unit} a day)"
-            )
-            break
-    moment = datetime.fromtimestamp(now if now is not None else time.time(), UTC)
-    reset = budgets.next_utc_midnight(moment)
-    return (
-        f"The daily quota of the {tier} tier is reached{figures}. It resets at 00:00 UTC "
-        f"(in {budgets.format_wait(reset, moment)}); nothing more is sent until then."
-    )
-
-
-@dataclass(frozen=True)
-class _Turn:
-    """What a background turn needs, read once under the state lock."""
-
-    user: SessionUser
-    conversation_id: str
-    session_id: str
-    question_id: int
-    continue_id: int | None = None
 
 
 class ChatState(AuthState):
@@ -284,10 +213,10 @@ class ChatState(AuthState):
             return
         answer, conversation = held
         run_id = self._direct_run_id
-        outcome = _Outcome()
+        outcome = Outcome()
         outcome.sent = True
-        stored = _store_ending(
-            _Turn(user, conversation.id, conversation.session_id, answer.parent_id or 0),
+        stored = store_ending(
+            Turn(user, conversation.id, conversation.session_id, answer.parent_id or 0),
             self._direct_answer_id,
             run_id,
             outcome,
@@ -343,7 +272,7 @@ class ChatState(AuthState):
         store.interrupt_stale(conversation_id)
         views, self.has_older = store.window(user.user_id, conversation_id)
         live = views[-1] if views and views[-1].status == "streaming" else None
-        self.messages = _rows(views[:-1] if live else views)
+        self.messages = message_rows(views[:-1] if live else views)
         if live is None:
             self.phase = ""
             return []
@@ -410,7 +339,7 @@ class ChatState(AuthState):
         if oldest is None:
             return
         views, self.has_older = store.window(user.user_id, self.conversation_id, before_id=oldest)
-        self.messages = _rows(views) + self.messages
+        self.messages = message_rows(views) + self.messages
 
     @rx.event
     def show_version(self, message_id: str, step: int):
@@ -541,7 +470,7 @@ class ChatState(AuthState):
             conversation_id = self.conversation_id
         # One trip to a thread for every read the checks need.
         before = (
-            await asyncio.to_thread(_read_before_send, user, conversation_id)
+            await asyncio.to_thread(read_before_send, user, conversation_id)
             if user is not None
             else None
         )
@@ -562,15 +491,15 @@ class ChatState(AuthState):
             async with self:
                 self._say("This conversation is no longer available.", "missing")
             return
-        if await self._refuse_over_budget(before.allowance, [*history, _user(text)]):
+        if await self._refuse_over_budget(before.allowance, [*history, user_message(text)]):
             yield rx.set_value("prompt", text)
             return
         created = conversation is None
-        stored = await asyncio.to_thread(_store_question, user, conversation, text)
+        stored = await asyncio.to_thread(store_question, user, conversation, text)
         if stored is None:
             return
         conversation, question_id = stored
-        turn = _Turn(user, conversation.id, conversation.session_id, question_id)
+        turn = Turn(user, conversation.id, conversation.session_id, question_id)
         async for update in self._run(turn, created=created):
             yield update
 
@@ -641,14 +570,14 @@ class ChatState(AuthState):
             if original.parent_id is not None
             else []
         )
-        if await self._over_budget(user, conversation_id, [*history, _user(text)]):
+        if await self._over_budget(user, conversation_id, [*history, user_message(text)]):
             return
         question = await asyncio.to_thread(
             store.add_user_message, user.user_id, conversation_id, text, original.parent_id
         )
         if question is None or question.id is None:
             return
-        turn = _Turn(user, conversation_id, conversation.session_id, question.id)
+        turn = Turn(user, conversation_id, conversation.session_id, question.id)
         async for update in self._run(turn):
             yield update
 
@@ -680,10 +609,10 @@ class ChatState(AuthState):
             if not answer.content:
                 return
             history = [*history, {"role": "assistant", "content": answer.content}]
-            history.append(_user(CONTINUE_PROMPT))
+            history.append(user_message(CONTINUE_PROMPT))
         if await self._over_budget(user, conversation_id, history):
             return
-        turn = _Turn(
+        turn = Turn(
             user,
             conversation_id,
             conversation.session_id,
@@ -715,7 +644,7 @@ class ChatState(AuthState):
         self, user: SessionUser, conversation_id: str, messages: Sequence[dict[str, str]]
     ) -> bool:
         """Check the budgets before sending; say why when the request must not go out."""
-        allowance = await asyncio.to_thread(_allowance, user, conversation_id)
+        allowance = await asyncio.to_thread(user_allowance, user, conversation_id)
         return await self._refuse_over_budget(allowance, messages)
 
     async def _refuse_over_budget(
@@ -730,13 +659,13 @@ class ChatState(AuthState):
             self.allowance = allowance.summary()
         return True
 
-    async def _run(self, turn: _Turn, *, created: bool = False) -> AsyncIterator[Any]:
+    async def _run(self, turn: Turn, *, created: bool = False) -> AsyncIterator[Any]:
         """Create (or reopen) the answer, stream it, and end it the same way whatever happens."""
         conversation_id = turn.conversation_id
         run_id = f"{_PROCESS_ID}-{uuid.uuid4().hex[:8]}"
         # One trip to a thread for everything the database gives the start of a turn; the
         # search is read outside the lock (the value the last lock left).
-        start = await asyncio.to_thread(_begin_turn, turn, run_id, self.search)
+        start = await asyncio.to_thread(begin_turn, turn, run_id, self.search)
         if start is None:
             return
         if start.transport == "direct":
@@ -756,7 +685,7 @@ class ChatState(AuthState):
         recorder = TurnRecorder(answer.id, run_id, prefix)
         _recorders[answer.id] = recorder
         saver = asyncio.create_task(recorder.keep_saving(on_lost=task.cancel))
-        outcome = _Outcome()
+        outcome = Outcome()
         try:
             if prefix:  # Continue: the page shows the kept text first
                 yield live_draft.put(answer.id, 0, prefix)
@@ -788,7 +717,7 @@ class ChatState(AuthState):
             await self._finish(turn, answer.id, run_id, recorder, history, outcome)
 
     async def _run_direct(
-        self, turn: _Turn, run_id: str, start: _TurnStart, *, created: bool
+        self, turn: Turn, run_id: str, start: TurnStart, *, created: bool
     ) -> AsyncIterator[Any]:
         """Let the page stream the answer from Behest; keep the answer alive until it reports.
 
@@ -852,7 +781,7 @@ class ChatState(AuthState):
             if _attached.get(conversation_id) == client_token:
                 del _attached[conversation_id]
         if ended_here:
-            outcome = _Outcome()
+            outcome = Outcome()
             outcome.sent = True
             await self._finish(turn, answer.id, run_id, recorder, history, outcome)
 
@@ -902,8 +831,8 @@ class ChatState(AuthState):
         completion_tokens = max(
             _count(reported.get("completion_tokens")), budgets.estimate_tokens(turn.text)
         )
-        stored = _store_ending(
-            _Turn(user, conversation_id, conversation.session_id, answer.parent_id or 0),
+        stored = store_ending(
+            Turn(user, conversation_id, conversation.session_id, answer.parent_id or 0),
             answer_id,
             run_id,
             outcome,
@@ -922,10 +851,10 @@ class ChatState(AuthState):
 
     async def _stream(
         self,
-        turn: _Turn,
+        turn: Turn,
         history: list[dict[str, str]],
         recorder: TurnRecorder,
-        outcome: _Outcome,
+        outcome: Outcome,
     ) -> AsyncIterator[Any]:
         """Send the request (waiting out 429s) and read the stream into ``recorder``.
 
@@ -1007,12 +936,12 @@ class ChatState(AuthState):
 
     async def _finish(
         self,
-        turn: _Turn,
+        turn: Turn,
         answer_id: int,
         run_id: str,
         recorder: TurnRecorder,
         history: list[dict[str, str]],
-        outcome: _Outcome,
+        outcome: Outcome,
     ) -> None:
         """Store the ending and the usage, then show it."""
         prompt_tokens = completion_tokens = 0
@@ -1027,7 +956,7 @@ class ChatState(AuthState):
             estimated = True
         user = turn.user
         await asyncio.to_thread(
-            _store_ending,
+            store_ending,
             turn,
             answer_id,
             run_id,
@@ -1056,7 +985,7 @@ class ChatState(AuthState):
         self,
         conversation_id: str,
         title: str,
-        shown: _TurnStartRows,
+        shown: TurnStartRows,
         answer_id: int,
         *,
         created: bool,
@@ -1076,7 +1005,7 @@ class ChatState(AuthState):
             self.conversations = shown.conversations
 
     def _show_ending(
-        self, user: SessionUser, conversation_id: str, run_id: str, outcome: _Outcome
+        self, user: SessionUser, conversation_id: str, run_id: str, outcome: Outcome
     ) -> None:
         """Show a stored ending: the saved answer replaces the draft."""
         if outcome.kind == "quota":
@@ -1100,7 +1029,7 @@ class ChatState(AuthState):
 
     def _reload_window(self, user: SessionUser, hide: int | None = None) -> None:
         views, self.has_older = store.window(user.user_id, self.conversation_id)
-        self.messages = _rows([v for v in views if v.id != hide])
+        self.messages = message_rows([v for v in views if v.id != hide])
 
     def _refresh_sidebar(self, user: SessionUser) -> None:
         self.conversations = [
@@ -1122,208 +1051,19 @@ class ChatState(AuthState):
         self.notice, self.notice_kind = text, kind
 
 
-def _open_answer(turn: _Turn, run_id: str) -> tuple[Message | None, list[dict[str, str]]]:
-    """Create (or reopen, for Continue) the ``streaming`` answer and the history to send."""
-    user, conversation_id = turn.user, turn.conversation_id
-    if turn.continue_id is not None:
-        answer = store.resume_answer(user.user_id, conversation_id, turn.continue_id, run_id)
-        history = store.branch_history(conversation_id, turn.continue_id)
-        history.append(_user(CONTINUE_PROMPT))
-    else:
-        answer = store.start_answer(user.user_id, conversation_id, turn.question_id, run_id)
-        history = store.branch_history(conversation_id, turn.question_id)
-    return answer, history
-
-
-@dataclass(frozen=True)
-class _TurnStart:
-    """A turn's answer row, the history to send, and what the tab shows at its start."""
-
-    transport: str
-    answer: Message
-    history: list[dict[str, str]]
-    title: str
-    shown: _TurnStartRows
-
-
-def _begin_turn(turn: _Turn, run_id: str, search: str) -> _TurnStart | None:
-    """Create (or reopen) the answer and read the turn's start (blocking); ``None`` if the
-    question or answer is gone."""
-    user, conversation_id = turn.user, turn.conversation_id
-    transport = get_transport(user.user_id)
-    answer, history = _open_answer(turn, run_id)
-    if answer is None or answer.id is None:
-        return None
-    conversation = store.get_conversation(user.user_id, conversation_id)
-    title = conversation.title if conversation is not None else ""
-    shown = _turn_start_rows(user, conversation_id, search, answer.id)
-    return _TurnStart(transport, answer, history, title, shown)
-
-
-@dataclass(frozen=True)
-class _TurnStartRows:
-    """What the tab shows when a turn starts, read from the database off the event loop."""
-
-    messages: list[dict[str, str]]
-    has_older: bool
-    conversations: list[dict[str, str]]
-
-
-def _turn_start_rows(
-    user: SessionUser, conversation_id: str, search: str, hide: int
-) -> _TurnStartRows:
-    """The conversation's window without the new answer, and the sidebar (blocking)."""
-    views, has_older = store.window(user.user_id, conversation_id)
-    conversations = [
-        {"id": c.id, "title": c.title} for c in store.list_conversations(user.user_id, search)
-    ]
-    return _TurnStartRows(_rows([v for v in views if v.id != hide]), has_older, conversations)
-
-
-def _allowance(user: SessionUser, conversation_id: str) -> budgets.Allowance:
-    """The user's allowance with the settings' budgets (blocking)."""
-    settings = get_settings()
-    return budgets.allowance_for(
-        user.user_id,
-        user.tier,
-        conversation_id or None,
-        daily_budget=settings.daily_token_budget(user.tier),
-        conversation_cap=settings.conversation_token_cap,
-    )
-
-
-@dataclass(frozen=True)
-class _BeforeSend:
-    """What a send checks before it stores anything."""
-
-    live: bool
-    conversation: Conversation | None
-    history: list[dict[str, str]]
-    allowance: budgets.Allowance
-
-
-def _read_before_send(user: SessionUser, conversation_id: str) -> _BeforeSend:
-    """The reads a send's checks need, in one go (blocking)."""
-    conversation = (
-        store.get_conversation(user.user_id, conversation_id) if conversation_id else None
-    )
-    live = conversation is not None and _answer_is_live(user, conversation_id)
-    history = (
-        store.branch_history(conversation.id, conversation.leaf_id)
-        if conversation is not None and conversation.leaf_id is not None
-        else []
-    )
-    return _BeforeSend(live, conversation, history, _allowance(user, conversation_id))
-
-
-def _store_question(
-    user: SessionUser, conversation: Conversation | None, text: str
-) -> tuple[Conversation, int] | None:
-    """Store the question, in a new conversation if there is none (blocking)."""
-    if conversation is None:
-        conversation = store.create_conversation(user.user_id, text)
-    question = store.add_user_message(user.user_id, conversation.id, text, conversation.leaf_id)
-    if question is None or question.id is None:
-        return None
-    return conversation, question.id
-
-
 async def _has_live_answer(user: SessionUser | None, conversation_id: str) -> bool:
     """Whether the conversation's answer is being written (by any process), read in a thread."""
     if user is None or not conversation_id:
         return False
-    return await asyncio.to_thread(_answer_is_live, user, conversation_id)
+    return await asyncio.to_thread(answer_is_live, user, conversation_id)
 
 
-def _answer_is_live(user: SessionUser, conversation_id: str) -> bool:
-    """Whether the conversation's answer is being written by anyone (blocking)."""
-    return _is_live(store.streaming_answer(user.user_id, conversation_id))
-
-
-def _store_ending(
-    turn: _Turn,
-    answer_id: int,
-    run_id: str,
-    outcome: _Outcome,
-    text: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    estimated: bool,
-    *,
-    count_unowned: bool = True,
-) -> bool:
-    """Close the answer with its outcome and add its tokens to the ledger.
-
-    ``count_unowned``: count the tokens even if another ending came first (a relayed
-    request went out whatever happened to the row; a browser's report is only trusted for
-    the turn the server still holds open).
-
-    Returns:
-        Whether this run still owned the answer (``False``: another ending came first, and
-        nothing was stored or counted).
-    """
-    try:
-        stored = store.finish_answer(
-            answer_id,
-            run_id,
-            status=outcome.status,
-            content=text,
-            error_kind=outcome.kind,
-            error=outcome.text or _ENDINGS.get(outcome.kind, ""),
-            trace_id=outcome.trace_id,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            usage_estimated=estimated,
-        )
-    except Exception:  # the heartbeat stops, so the answer shows as interrupted later
-        logger.exception("the end of a chat turn was not stored")
-        stored = True  # the request went out: its tokens still count
-    if (stored or count_unowned) and (prompt_tokens or completion_tokens):
-        try:
-            store.record_usage(
-                user_id=turn.user.user_id,
-                conversation_id=turn.conversation_id,
-                session_id=turn.session_id,
-                message_id=answer_id,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                estimated=estimated,
-            )
-        except Exception:
-            logger.exception("the usage of a chat turn was not stored")
-    return stored
-
-
-class _Outcome:
-    """How a turn ended, filled in as it runs."""
-
-    def __init__(self) -> None:
-        self.status = "interrupted"
-        self.kind = "interrupted"
-        self.text = ""
-        self.trace_id = ""
-        self.sent = False
-        self.usage: dict[str, Any] | None = None
-
-    def end(self, status: str, kind: str, text: str = "", trace_id: str | None = None) -> None:
-        self.status, self.kind, self.text = status, kind, text
-        if trace_id:
-            self.trace_id = trace_id
-
-
-_ENDINGS = {
-    "stopped": "Stopped. The part that arrived is kept.",
-    "interrupted": "The answer was interrupted. The part that arrived is kept.",
-    "timeout": "The answer stopped arriving in time. The part that arrived is kept; retry.",
-}
 _LIVE_ENDINGS = {
     "done": "The answer is complete.",
     "stopped": "Stopped. The partial answer is kept.",
     "error": "The answer failed. The partial answer is kept.",
     "interrupted": "The answer was interrupted. The partial answer is kept.",
 }
-_RETRYABLE = {"stopped", "error", "interrupted"}
-_NOT_CONTINUABLE = {"quota", "rate_limited", "auth", "forbidden", "bad_request"}
 
 
 def _release_direct(run_id: str) -> None:
@@ -1333,9 +1073,9 @@ def _release_direct(run_id: str) -> None:
         waiting[0].call_soon_threadsafe(waiting[1].set)
 
 
-def _direct_outcome(turn: DirectTurn, user: SessionUser) -> _Outcome:
+def _direct_outcome(turn: DirectTurn, user: SessionUser) -> Outcome:
     """The relay's outcome for what the page reported (same kinds and sentences)."""
-    outcome = _Outcome()
+    outcome = Outcome()
     outcome.sent = True
     outcome.trace_id = turn.trace_id
     if turn.status == "done":
@@ -1352,58 +1092,10 @@ def _direct_outcome(turn: DirectTurn, user: SessionUser) -> _Outcome:
     return outcome
 
 
-def _rows(views: Sequence[MessageView]) -> list[dict[str, str]]:
-    """Message rows for the page; every value a string, as ``rx.foreach`` wants them."""
-    rows = []
-    last = len(views) - 1
-    for index, v in enumerate(views):
-        tokens = v.prompt_tokens + v.completion_tokens
-        failed = v.role == "assistant" and v.status in _RETRYABLE
-        rows.append(
-            {
-                "id": str(v.id),
-                "role": v.role,
-                "content": v.content,
-                "status": v.status,
-                "error": v.error,
-                "kind": v.error_kind,
-                "trace_id": v.trace_id,
-                "tokens": (
-                    f"{'≈' if v.usage_estimated else ''}{tokens:,} tokens"
-                    if v.role == "assistant" and tokens
-                    else ""
-                ),
-                "version": str(v.version),
-                "versions": str(v.versions),
-                "retry": "1" if failed and v.error_kind != "quota" else "",
-                "regenerate": (
-                    "1" if v.role == "assistant" and v.status == "done" and index == last else ""
-                ),
-                "continue": (
-                    "1"
-                    if failed
-                    and index == last
-                    and v.content
-                    and v.error_kind not in _NOT_CONTINUABLE
-                    else ""
-                ),
-            }
-        )
-    return rows
-
-
-def _is_live(answer: Message | None) -> bool:
-    return answer is not None and store.is_live(answer)
-
-
 def _conversation_in(path: str) -> str:
     """The conversation id in ``/chat/<id>/`` (empty for ``/chat``)."""
     parts = [p for p in (path or "").split("/") if p]
     return parts[1] if len(parts) >= 2 and parts[0] == routes.CHAT.strip("/") else ""
-
-
-def _user(text: str) -> dict[str, str]:
-    return {"role": "user", "content": text}
 
 
 def _int(value: object) -> int | None:

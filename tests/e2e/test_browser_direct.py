@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 
 from behest_chat.behest import errors
 from behest_chat.direct import read_direct_turn, run_turn_script
-from behest_chat.state.chat import describe_error
+from behest_chat.state.failures import describe_error
 from tests.e2e.test_chat_flow import JWT, PASSWORD
 from tests.fixtures.app import free_port
 

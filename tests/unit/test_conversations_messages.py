@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from behest_chat.behest import errors
-from behest_chat.state.chat import describe_error, explain_failure, quota_message
+from behest_chat.state.failures import describe_error, explain_failure, quota_message
 
 NOON = datetime(2026, 11, 24, 12, 0, tzinfo=UTC).timestamp()
 

@@ -10,7 +10,7 @@ import pytest
 
 from behest_chat.behest import errors
 from behest_chat.direct import MAX_TEXT_CHARS, read_direct_turn, run_turn_script
-from behest_chat.state.chat import describe_error
+from behest_chat.state.failures import describe_error
 
 DIRECT_JS = Path(__file__).resolve().parents[2] / "assets" / "direct.js"
 

@@ -1,0 +1,296 @@
+"""The database side of a chat turn: blocking functions, run in threads by :mod:`.chat`.
+
+A send's checks read what they need in one go (:func:`read_before_send`), the question is
+stored (:func:`store_question`), the answer row is created with what the tab shows at the
+turn's start (:func:`begin_turn`), and the ending is stored with its usage
+(:func:`store_ending`). :func:`message_rows` turns stored messages into the page's rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from behest_chat.accounts.sessions import SessionUser
+from behest_chat.conversations import budgets, store
+from behest_chat.conversations.models import Conversation, Message
+from behest_chat.conversations.store import MessageView
+from behest_chat.preferences import get_transport
+from behest_chat.settings import get_settings
+
+__all__ = [
+    "CONTINUE_PROMPT",
+    "BeforeSend",
+    "Outcome",
+    "Turn",
+    "TurnStart",
+    "TurnStartRows",
+    "answer_is_live",
+    "begin_turn",
+    "is_live",
+    "message_rows",
+    "open_answer",
+    "read_before_send",
+    "store_ending",
+    "store_question",
+    "turn_start_rows",
+    "user_allowance",
+    "user_message",
+]
+
+logger = logging.getLogger("behest_chat.chat")
+
+# What Continue asks the model, after the partial answer.
+CONTINUE_PROMPT = "Continue your previous answer exactly where it stopped. Do not repeat it."
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What a background turn needs, read once under the state lock."""
+
+    user: SessionUser
+    conversation_id: str
+    session_id: str
+    question_id: int
+    continue_id: int | None = None
+
+
+def open_answer(turn: Turn, run_id: str) -> tuple[Message | None, list[dict[str, str]]]:
+    """Create (or reopen, for Continue) the ``streaming`` answer and the history to send."""
+    user, conversation_id = turn.user, turn.conversation_id
+    if turn.continue_id is not None:
+        answer = store.resume_answer(user.user_id, conversation_id, turn.continue_id, run_id)
+        history = store.branch_history(conversation_id, turn.continue_id)
+        history.append(user_message(CONTINUE_PROMPT))
+    else:
+        answer = store.start_answer(user.user_id, conversation_id, turn.question_id, run_id)
+        history = store.branch_history(conversation_id, turn.question_id)
+    return answer, history
+
+
+@dataclass(frozen=True)
+class TurnStart:
+    """A turn's answer row, the history to send, and what the tab shows at its start."""
+
+    transport: str
+    answer: Message
+    history: list[dict[str, str]]
+    title: str
+    shown: TurnStartRows
+
+
+def begin_turn(turn: Turn, run_id: str, search: str) -> TurnStart | None:
+    """Create (or reopen) the answer and read the turn's start (blocking); ``None`` if the
+    question or answer is gone."""
+    user, conversation_id = turn.user, turn.conversation_id
+    transport = get_transport(user.user_id)
+    answer, history = open_answer(turn, run_id)
+    if answer is None or answer.id is None:
+        return None
+    conversation = store.get_conversation(user.user_id, conversation_id)
+    title = conversation.title if conversation is not None else ""
+    shown = turn_start_rows(user, conversation_id, search, answer.id)
+    return TurnStart(transport, answer, history, title, shown)
+
+
+@dataclass(frozen=True)
+class TurnStartRows:
+    """What the tab shows when a turn starts, read from the database off the event loop."""
+
+    messages: list[dict[str, str]]
+    has_older: bool
+    conversations: list[dict[str, str]]
+
+
+def turn_start_rows(
+    user: SessionUser, conversation_id: str, search: str, hide: int
+) -> TurnStartRows:
+    """The conversation's window without the new answer, and the sidebar (blocking)."""
+    views, has_older = store.window(user.user_id, conversation_id)
+    conversations = [
+        {"id": c.id, "title": c.title} for c in store.list_conversations(user.user_id, search)
+    ]
+    return TurnStartRows(message_rows([v for v in views if v.id != hide]), has_older, conversations)
+
+
+def user_allowance(user: SessionUser, conversation_id: str) -> budgets.Allowance:
+    """The user's allowance with the settings' budgets (blocking)."""
+    settings = get_settings()
+    return budgets.allowance_for(
+        user.user_id,
+        user.tier,
+        conversation_id or None,
+        daily_budget=settings.daily_token_budget(user.tier),
+        conversation_cap=settings.conversation_token_cap,
+    )
+
+
+@dataclass(frozen=True)
+class BeforeSend:
+    """What a send checks before it stores anything."""
+
+    live: bool
+    conversation: Conversation | None
+    history: list[dict[str, str]]
+    allowance: budgets.Allowance
+
+
+def read_before_send(user: SessionUser, conversation_id: str) -> BeforeSend:
+    """The reads a send's checks need, in one go (blocking)."""
+    conversation = (
+        store.get_conversation(user.user_id, conversation_id) if conversation_id else None
+    )
+    live = conversation is not None and answer_is_live(user, conversation_id)
+    history = (
+        store.branch_history(conversation.id, conversation.leaf_id)
+        if conversation is not None and conversation.leaf_id is not None
+        else []
+    )
+    return BeforeSend(live, conversation, history, user_allowance(user, conversation_id))
+
+
+def store_question(
+    user: SessionUser, conversation: Conversation | None, text: str
+) -> tuple[Conversation, int] | None:
+    """Store the question, in a new conversation if there is none (blocking)."""
+    if conversation is None:
+        conversation = store.create_conversation(user.user_id, text)
+    question = store.add_user_message(user.user_id, conversation.id, text, conversation.leaf_id)
+    if question is None or question.id is None:
+        return None
+    return conversation, question.id
+
+
+def answer_is_live(user: SessionUser, conversation_id: str) -> bool:
+    """Whether the conversation's answer is being written by anyone (blocking)."""
+    return is_live(store.streaming_answer(user.user_id, conversation_id))
+
+
+def store_ending(
+    turn: Turn,
+    answer_id: int,
+    run_id: str,
+    outcome: Outcome,
+    text: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    estimated: bool,
+    *,
+    count_unowned: bool = True,
+) -> bool:
+    """Close the answer with its outcome and add its tokens to the ledger.
+
+    ``count_unowned``: count the tokens even if another ending came first (a relayed
+    request went out whatever happened to the row; a browser's report is only trusted for
+    the turn the server still holds open).
+
+    Returns:
+        Whether this run still owned the answer (``False``: another ending came first, and
+        nothing was stored or counted).
+    """
+    try:
+        stored = store.finish_answer(
+            answer_id,
+            run_id,
+            status=outcome.status,
+            content=text,
+            error_kind=outcome.kind,
+            error=outcome.text or _ENDINGS.get(outcome.kind, ""),
+            trace_id=outcome.trace_id,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            usage_estimated=estimated,
+        )
+    except Exception:  # the heartbeat stops, so the answer shows as interrupted later
+        logger.exception("the end of a chat turn was not stored")
+        stored = True  # the request went out: its tokens still count
+    if (stored or count_unowned) and (prompt_tokens or completion_tokens):
+        try:
+            store.record_usage(
+                user_id=turn.user.user_id,
+                conversation_id=turn.conversation_id,
+                session_id=turn.session_id,
+                message_id=answer_id,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                estimated=estimated,
+            )
+        except Exception:
+            logger.exception("the usage of a chat turn was not stored")
+    return stored
+
+
+class Outcome:
+    """How a turn ended, filled in as it runs."""
+
+    def __init__(self) -> None:
+        self.status = "interrupted"
+        self.kind = "interrupted"
+        self.text = ""
+        self.trace_id = ""
+        self.sent = False
+        self.usage: dict[str, Any] | None = None
+
+    def end(self, status: str, kind: str, text: str = "", trace_id: str | None = None) -> None:
+        self.status, self.kind, self.text = status, kind, text
+        if trace_id:
+            self.trace_id = trace_id
+
+
+_ENDINGS = {
+    "stopped": "Stopped. The part that arrived is kept.",
+    "interrupted": "The answer was interrupted. The part that arrived is kept.",
+    "timeout": "The answer stopped arriving in time. The part that arrived is kept; retry.",
+}
+_RETRYABLE = {"stopped", "error", "interrupted"}
+_NOT_CONTINUABLE = {"quota", "rate_limited", "auth", "forbidden", "bad_request"}
+
+
+def message_rows(views: Sequence[MessageView]) -> list[dict[str, str]]:
+    """Message rows for the page; every value a string, as ``rx.foreach`` wants them."""
+    rows = []
+    last = len(views) - 1
+    for index, v in enumerate(views):
+        tokens = v.prompt_tokens + v.completion_tokens
+        failed = v.role == "assistant" and v.status in _RETRYABLE
+        rows.append(
+            {
+                "id": str(v.id),
+                "role": v.role,
+                "content": v.content,
+                "status": v.status,
+                "error": v.error,
+                "kind": v.error_kind,
+                "trace_id": v.trace_id,
+                "tokens": (
+                    f"{'≈' if v.usage_estimated else ''}{tokens:,} tokens"
+                    if v.role == "assistant" and tokens
+                    else ""
+                ),
+                "version": str(v.version),
+                "versions": str(v.versions),
+                "retry": "1" if failed and v.error_kind != "quota" else "",
+                "regenerate": (
+                    "1" if v.role == "assistant" and v.status == "done" and index == last else ""
+                ),
+                "continue": (
+                    "1"
+                    if failed
+                    and index == last
+                    and v.content
+                    and v.error_kind not in _NOT_CONTINUABLE
+                    else ""
+                ),
+            }
+        )
+    return rows
+
+
+def is_live(answer: Message | None) -> bool:
+    return answer is not None and store.is_live(answer)
+
+
+def user_message(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
