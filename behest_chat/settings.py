@@ -24,6 +24,8 @@ Variables (see ``.env.example``):
   timed out.
 - ``APP_REGISTRATIONS_PER_HOUR``: accounts one client address may create per hour (0 = no
   limit).
+- ``APP_TRUSTED_PROXIES``: addresses or networks of the proxies in front of the app, whose
+  ``X-Forwarded-For`` names the client (empty = none: the connecting address is the client).
 
 Modes:
 
@@ -37,6 +39,7 @@ Modes:
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import re
 import sys
@@ -135,6 +138,7 @@ class Settings:
         conversation_token_cap: tokens one conversation may use in total, or ``None``.
         stream_idle_timeout_s: seconds without a stream chunk before a reply times out.
         registrations_per_hour: accounts one client address may create per hour; 0 = any.
+        trusted_proxies: proxies whose ``X-Forwarded-For`` is believed (IPs or networks).
     """
 
     behest_key: Secret
@@ -161,6 +165,7 @@ class Settings:
     conversation_token_cap: int | None = None
     stream_idle_timeout_s: int = _DEFAULT_STREAM_IDLE_TIMEOUT_S
     registrations_per_hour: int = _DEFAULT_REGISTRATIONS_PER_HOUR
+    trusted_proxies: tuple[str, ...] = ()
 
     def daily_token_budget(self, tier: int) -> int:
         """The app's daily token budget for a tier id (1 free, 2 pro, 3 max; 0 = no budget).
@@ -311,6 +316,7 @@ def load_settings(
         stream_idle_timeout_s=reader.integer(
             "APP_STREAM_IDLE_TIMEOUT_S", _DEFAULT_STREAM_IDLE_TIMEOUT_S, 1, 3600
         ),
+        trusted_proxies=reader.networks("APP_TRUSTED_PROXIES"),
         registrations_per_hour=reader.integer(
             "APP_REGISTRATIONS_PER_HOUR", _DEFAULT_REGISTRATIONS_PER_HOUR, 0, 100_000
         ),
@@ -439,6 +445,17 @@ class _Reader:
         if not _HOST_RE.fullmatch(text):
             raise SettingsError(f"{name}: {text!r} is not a host name or IP address")
         return text
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        found = []
+        for item in filter(None, (part.strip() for part in (self.get(name) or "").split(","))):
+            try:
+                found.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise SettingsError(
+                    f"{name}: {item!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+                ) from None
+        return tuple(found)
 
     def origins(self, name: str, default: str) -> tuple[str, ...]:
         try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from behest_chat.api.auth import login_handler, logout_handler, register_handler
 from behest_chat.api.examples import example_routes
@@ -30,7 +32,9 @@ def create_api(
 
     Routes: ``POST /api/auth/register``, ``POST /api/auth/login``, ``POST /api/auth/logout``
     and ``POST /api/behest/token`` (see ``api/auth.py`` and ``api/token.py``). The database is
-    the process's (``behest_chat.db``).
+    the process's (``behest_chat.db``). With ``APP_TRUSTED_PROXIES``, a request from one of
+    those proxies is taken to come from the client its ``X-Forwarded-For`` names (for the
+    sign-in and sign-up limits).
 
     Args:
         settings: origins, cookie flags, session and token lifetimes.
@@ -49,7 +53,14 @@ def create_api(
         )
         return Route(path, endpoint, methods=ALL_METHODS)
 
+    # uvicorn's middleware, used here whatever server runs the app (Granian in production).
+    proxies = (
+        [Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))]
+        if settings.trusted_proxies
+        else []
+    )
     return Starlette(
+        middleware=proxies,
         routes=[
             route("/api/auth/register", register_handler(settings, after_sign_in), with_ok=True),
             route("/api/auth/login", login_handler(settings, after_sign_in), with_ok=True),

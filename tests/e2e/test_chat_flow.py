@@ -6,6 +6,7 @@ import re
 import secrets
 import sqlite3
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -174,3 +175,30 @@ def test_nothing_secret_reaches_the_browser(page: Page, app_server, recorder) ->
             assert secret not in text, f"a secret reached the browser through the {where}"
         assert not JWT.search(text), f"a JWT reached the browser through the {where}"
     assert recorder.frames, "the websocket was recorded"
+
+
+def test_behind_a_trusted_proxy_the_throttle_counts_each_client(browser, app_factory) -> None:
+    server = app_factory(APP_TRUSTED_PROXIES="127.0.0.1")
+
+    def failed_logins(forwarded_for: str, times: int) -> list[int]:
+        return [
+            httpx.post(
+                f"{server.url}/api/auth/login",
+                json={"username": f"nobody{n}", "password": "wrong password!"},
+                headers={"Origin": server.url, "X-Forwarded-For": forwarded_for},
+            ).status_code
+            for n in range(times)
+        ]
+
+    assert failed_logins("203.0.113.5", 6) == [401] * 5 + [429]
+    assert failed_logins("198.51.100.7", 1) == [401]
+    # The app behind the proxy setting still works end to end (pages, websocket, a turn).
+    context = browser.new_context(base_url=server.url)
+    try:
+        page = context.new_page()
+        register(page)
+        ask(page, "echo: through the proxy setting")
+        done = assistant_messages(page).and_(page.locator('[data-status="done"]'))
+        expect(done).to_have_text("through the proxy setting", timeout=30_000)
+    finally:
+        context.close()

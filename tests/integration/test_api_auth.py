@@ -175,6 +175,30 @@ def test_sign_ups_from_one_address_are_limited_per_hour(api_server_factory) -> N
     assert login.status_code == 401
 
 
+def _failed_logins_from(server, forwarded_for: str, times: int) -> list[int]:
+    return [
+        httpx.post(
+            server.url + "/api/auth/login",
+            json={"username": f"nobody{n}", "password": "nope nope"},
+            headers={"X-Forwarded-For": forwarded_for},
+        ).status_code
+        for n in range(times)
+    ]
+
+
+def test_a_trusted_proxy_names_the_client_the_throttle_counts(api_server_factory) -> None:
+    server = api_server_factory(APP_TRUSTED_PROXIES="127.0.0.1, 10.0.0.0/8")
+    assert _failed_logins_from(server, "203.0.113.5", 6) == [401] * 5 + [429]
+    # Another client behind the same proxy is not locked out by the first one.
+    assert _failed_logins_from(server, "198.51.100.7", 1) == [401]
+
+
+def test_forwarded_for_is_ignored_without_trusted_proxies(api_server) -> None:
+    assert _failed_logins_from(api_server, "203.0.113.5", 5) == [401] * 5
+    # A forged header does not escape the lock on the connecting address.
+    assert _failed_logins_from(api_server, "198.51.100.7", 1) == [429]
+
+
 def test_logout_revokes_and_clears_the_cookie(api_server) -> None:
     client = sign_up(api_server, "ivy")
     secret = client.cookies[COOKIE]

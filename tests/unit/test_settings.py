@@ -280,6 +280,8 @@ BAD_VALUES = [
     ("APP_SECURE_COOKIES", {"APP_SECURE_COOKIES": "maybe"}, None),
     ("APP_REGISTRATIONS_PER_HOUR", {"APP_REGISTRATIONS_PER_HOUR": "-1"}, None),
     ("APP_REGISTRATIONS_PER_HOUR", {"APP_REGISTRATIONS_PER_HOUR": "lots"}, None),
+    ("APP_TRUSTED_PROXIES", {"APP_TRUSTED_PROXIES": "10.0.0.1, proxy.internal"}, None),
+    ("APP_TRUSTED_PROXIES", {"APP_TRUSTED_PROXIES": "10.0.0.0/33"}, None),
 ]
 
 
@@ -389,6 +391,7 @@ def test_token_budgets_default_to_the_gateway_tiers_and_can_be_changed() -> None
     assert settings.conversation_token_cap is None
     assert settings.stream_idle_timeout_s == 60
     assert settings.registrations_per_hour == 20
+    assert settings.trusted_proxies == ()
     changed = load_settings(
         None,
         {
@@ -398,11 +401,13 @@ def test_token_budgets_default_to_the_gateway_tiers_and_can_be_changed() -> None
             "APP_DAILY_TOKEN_BUDGET_MAX": "99",
             "APP_CONVERSATION_TOKEN_CAP": "5000",
             "APP_STREAM_IDLE_TIMEOUT_S": "3",
+            "APP_TRUSTED_PROXIES": " 10.0.0.1, 192.168.7.9/16 ,",
         },
     )
     assert [changed.daily_token_budget(t) for t in (1, 2, 3)] == [0, 1234, 99]
     assert changed.conversation_token_cap == 5000
     assert changed.stream_idle_timeout_s == 3
+    assert changed.trusted_proxies == ("10.0.0.1/32", "192.168.0.0/16")
 
 
 @pytest.mark.parametrize(
