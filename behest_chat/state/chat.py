@@ -1002,7 +1002,7 @@ class ChatState(AuthState):
             self.live_answer_id, self.phase = answer_id, phase
             self.notice = self.notice_kind = ""
             self.live_status = "Answering…"
-            self.conversations = shown.conversations
+            self._show_sidebar(shown.conversations)
 
     def _show_ending(
         self, user: SessionUser, conversation_id: str, run_id: str, outcome: Outcome
@@ -1032,10 +1032,17 @@ class ChatState(AuthState):
         self.messages = message_rows([v for v in views if v.id != hide])
 
     def _refresh_sidebar(self, user: SessionUser) -> None:
-        self.conversations = [
-            {"id": c.id, "title": c.title}
-            for c in store.list_conversations(user.user_id, self.search)
-        ]
+        self._show_sidebar(
+            [
+                {"id": c.id, "title": c.title}
+                for c in store.list_conversations(user.user_id, self.search)
+            ]
+        )
+
+    def _show_sidebar(self, conversations: list[dict[str, str]]) -> None:
+        # Reflex resends a var on every assignment, and the list can be long: only on change.
+        if conversations != self.conversations:
+            self.conversations = conversations
 
     def _refresh_allowance(self, user: SessionUser) -> None:
         settings = get_settings()

@@ -199,6 +199,28 @@ async def test_send_streams_a_reply_in_a_few_small_deltas(tab: Tab, gateway) -> 
     assert gateway.api_key not in sent
 
 
+async def test_a_turn_in_the_newest_conversation_does_not_resend_the_sidebar(
+    tab: Tab, gateway
+) -> None:
+    await tab.run("send", form_data={"prompt": "echo: first"})
+    first = await tab.state()
+    assert [c["title"] for c in first.conversations] == ["echo: first"]
+    before = len(tab.recorder.updates)
+    await tab.run("send", form_data={"prompt": "echo: second"})
+    state = await tab.state()
+    assert [m["content"] for m in state.messages] == [
+        "echo: first",
+        "first",
+        "echo: second",
+        "second",
+    ]
+    sent = [
+        k for u in tab.recorder.updates[before:] for k in _keys(getattr(u, "delta", None) or {})
+    ]
+    assert any(k.startswith("messages") for k in sent)
+    assert not any(k.startswith("conversations") for k in sent)
+
+
 async def test_signed_out_tab_is_redirected_and_nothing_is_sent(
     anonymous_tab: Tab, gateway
 ) -> None:
