@@ -115,6 +115,19 @@ def session_scope() -> Iterator[Session]:
             raise
 
 
+@contextlib.contextmanager
+def joined(db: Session | None) -> Iterator[Session]:
+    """``db`` itself when a caller's transaction is given (it commits), else :func:`session_scope`.
+
+    Lets one function serve both alone and as one step of a larger transaction.
+    """
+    if db is not None:
+        yield db
+    else:
+        with session_scope() as session:
+            yield session
+
+
 def reset() -> None:
     """Close every engine and forget the URL, so the next use reads the settings again."""
     with _engines_lock:

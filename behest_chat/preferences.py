@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Literal, cast
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Session, SQLModel
 
 from behest_chat.accounts.models import utcnow
-from behest_chat.db import session_scope
+from behest_chat.db import joined, session_scope
 
 __all__ = [
     "DEFAULT_TRANSPORT",
@@ -49,16 +49,17 @@ class TransportPreference(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-def get_transport(user_id: int) -> Transport:
+def get_transport(user_id: int, *, db: Session | None = None) -> Transport:
     """The transport this user's chat turns should use.
 
     Args:
         user_id: the database id (``SessionUser.user_id``).
+        db: read in the caller's transaction.
 
     Returns:
         ``"relay"`` or ``"direct"``; ``"relay"`` when the user never chose.
     """
-    with session_scope() as db:
+    with joined(db) as db:
         row = db.get(TransportPreference, user_id)
         if row is None or row.transport not in TRANSPORTS:
             return DEFAULT_TRANSPORT

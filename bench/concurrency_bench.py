@@ -199,17 +199,24 @@ def main() -> None:
         "--slow-flush-ms", type=int, default=250,
         help="scale-out once more with this APP_STREAM_FLUSH_MS (0 = skip)",
     )
+    parser.add_argument(
+        "--configs", default="sqlite,scale-out",
+        help="which configurations to run: sqlite, scale-out (comma-separated)",
+    )
     args = parser.parse_args()
+    configs = set(args.configs.split(","))
     levels = [int(n) for n in args.levels.split(",")]
     results: dict[str, dict[int, dict[str, float]]] = {}
-    print("1 worker, SQLite, embedded gateway ...")
-    with running_app(BEHEST_GATEWAY_TOKEN_DELAY_MS="20") as app:
-        results["1 worker, SQLite"] = asyncio.run(bench_config(app, levels, args.tokens))
+    if "sqlite" in configs:
+        print("1 worker, SQLite, embedded gateway ...")
+        with running_app(BEHEST_GATEWAY_TOKEN_DELAY_MS="20") as app:
+            results["1 worker, SQLite"] = asyncio.run(bench_config(app, levels, args.tokens))
     label = f"{args.workers} workers, PG+Redis"
-    print(f"{label}, gateway process ...")
-    with scale_out_app(args.workers, "20", 50) as app:
-        results[label] = asyncio.run(bench_config(app, levels, args.tokens))
-    if args.slow_flush_ms:
+    if "scale-out" in configs:
+        print(f"{label}, gateway process ...")
+        with scale_out_app(args.workers, "20", 50) as app:
+            results[label] = asyncio.run(bench_config(app, levels, args.tokens))
+    if "scale-out" in configs and args.slow_flush_ms:
         slow = f"{label}, {args.slow_flush_ms} ms"
         print(f"{slow} flushes ...")
         with scale_out_app(args.workers, "20", args.slow_flush_ms) as app:

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from behest_chat.accounts.models import TIER_NAMES, utcnow
 from behest_chat.conversations.models import TokenBudget, TokenUsage
-from behest_chat.db import session_scope
+from behest_chat.db import joined, session_scope
 
 __all__ = [
     "TIER_NAMES",
@@ -170,6 +170,7 @@ def allowance_for(
     daily_budget: int,
     conversation_cap: int | None,
     now: datetime | None = None,
+    db: Session | None = None,
 ) -> Allowance:
     """The user's allowance, with the settings' limits unless an operator overrode them.
 
@@ -180,9 +181,10 @@ def allowance_for(
         daily_budget: the settings' budget for the tier (0 = none).
         conversation_cap: the settings' cap per conversation, or ``None``.
         now: the current time (tests).
+        db: read in the caller's transaction.
     """
     current = now or utcnow()
-    override = get_user_budget(user_id)
+    override = get_user_budget(user_id, db=db)
     if override is not None:
         if override.daily_tokens is not None:
             daily_budget = override.daily_tokens
@@ -191,19 +193,19 @@ def allowance_for(
     return Allowance(
         tier=tier,
         daily_budget=daily_budget,
-        used_today=tokens_used_on_day(user_id, current),
+        used_today=tokens_used_on_day(user_id, current, db=db),
         conversation_cap=conversation_cap,
         used_in_conversation=(
-            tokens_used_in_conversation(conversation_id) if conversation_id else 0
+            tokens_used_in_conversation(conversation_id, db=db) if conversation_id else 0
         ),
         resets_at=next_utc_midnight(current),
     )
 
 
-def tokens_used_on_day(user_id: int, moment: datetime) -> int:
+def tokens_used_on_day(user_id: int, moment: datetime, *, db: Session | None = None) -> int:
     """The user's tokens on the UTC day of ``moment``."""
     day = moment.astimezone(UTC).date()
-    with session_scope() as db:
+    with joined(db) as db:
         total = db.exec(
             select(
                 sa.func.coalesce(
@@ -214,9 +216,9 @@ def tokens_used_on_day(user_id: int, moment: datetime) -> int:
     return int(total)
 
 
-def tokens_used_in_conversation(conversation_id: str) -> int:
+def tokens_used_in_conversation(conversation_id: str, *, db: Session | None = None) -> int:
     """Every token a conversation has cost (all days, all versions of its answers)."""
-    with session_scope() as db:
+    with joined(db) as db:
         total = db.exec(
             select(
                 sa.func.coalesce(
@@ -227,9 +229,9 @@ def tokens_used_in_conversation(conversation_id: str) -> int:
     return int(total)
 
 
-def get_user_budget(user_id: int) -> TokenBudget | None:
+def get_user_budget(user_id: int, *, db: Session | None = None) -> TokenBudget | None:
     """The operator's override for a user, if any."""
-    with session_scope() as db:
+    with joined(db) as db:
         return db.get(TokenBudget, user_id)
 
 

@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from behest_chat.accounts.models import utcnow
 from behest_chat.conversations.models import Conversation, Message, TokenUsage
-from behest_chat.db import session_scope
+from behest_chat.db import joined, session_scope
 
 __all__ = [
     "DEFAULT_PAGE",
@@ -57,6 +57,7 @@ __all__ = [
     "stop_requested",
     "streaming_answer",
     "title_from",
+    "view_of",
     "window",
 ]
 
@@ -118,8 +119,13 @@ def title_from(text: str) -> str:
     return cut.rstrip(" ,.;:") + "…"
 
 
-def create_conversation(user_id: int, first_question: str = "") -> Conversation:
-    """Start a conversation with its own Behest session id; the title comes from the question."""
+def create_conversation(
+    user_id: int, first_question: str = "", *, db: Session | None = None
+) -> Conversation:
+    """Start a conversation with its own Behest session id; the title comes from the question.
+
+    ``db``: add it in the caller's transaction (as every function here that takes one).
+    """
     now = utcnow()
     conversation = Conversation(
         id=new_conversation_id(),
@@ -129,21 +135,23 @@ def create_conversation(user_id: int, first_question: str = "") -> Conversation:
         created_at=now,
         updated_at=now,
     )
-    with session_scope() as db:
-        db.add(conversation)
+    with joined(db) as session:
+        session.add(conversation)
     return conversation
 
 
-def get_conversation(user_id: int, conversation_id: str) -> Conversation | None:
+def get_conversation(
+    user_id: int, conversation_id: str, *, db: Session | None = None
+) -> Conversation | None:
     """The conversation if ``user_id`` owns it, else ``None`` (also for malformed ids)."""
     if not isinstance(conversation_id, str) or not _ID_RE.fullmatch(conversation_id):
         return None
-    with session_scope() as db:
-        return _owned(db, user_id, conversation_id)
+    with joined(db) as session:
+        return _owned(session, user_id, conversation_id)
 
 
 def list_conversations(
-    user_id: int, query: str = "", limit: int = _SEARCH_LIMIT
+    user_id: int, query: str = "", limit: int = _SEARCH_LIMIT, *, db: Session | None = None
 ) -> list[ConversationSummary]:
     """The user's conversations, newest activity first; ``query`` matches titles and text."""
     statement = select(Conversation).where(Conversation.user_id == user_id)
@@ -162,7 +170,7 @@ def list_conversations(
             sa.or_(col(Conversation.title).ilike(pattern, escape="\\"), in_text)
         )
     statement = statement.order_by(col(Conversation.updated_at).desc()).limit(limit)
-    with session_scope() as db:
+    with joined(db) as db:
         return [
             ConversationSummary(id=c.id, title=c.title, updated_at=c.updated_at)
             for c in db.exec(statement)
@@ -212,14 +220,19 @@ def save_draft(user_id: int, conversation_id: str, text: str) -> bool:
 
 
 def add_user_message(
-    user_id: int, conversation_id: str, text: str, parent_id: int | None
+    user_id: int,
+    conversation_id: str,
+    text: str,
+    parent_id: int | None,
+    *,
+    db: Session | None = None,
 ) -> Message | None:
     """Store a question under ``parent_id`` (the branch's last message, or an edited one's parent).
 
     A new version (an edit) is simply a second child of the same parent. The conversation's
     visible branch moves to the new message, and its draft is cleared.
     """
-    with session_scope() as db:
+    with joined(db) as db:
         conversation = _owned(db, user_id, conversation_id)
         if conversation is None or not _parent_ok(db, conversation_id, parent_id):
             return None
@@ -247,10 +260,15 @@ def add_user_message(
 
 
 def start_answer(
-    user_id: int, conversation_id: str, question_id: int, run_id: str
+    user_id: int,
+    conversation_id: str,
+    question_id: int,
+    run_id: str,
+    *,
+    db: Session | None = None,
 ) -> Message | None:
     """Create the assistant message that a turn is about to stream (status ``streaming``)."""
-    with session_scope() as db:
+    with joined(db) as db:
         conversation = _owned(db, user_id, conversation_id)
         question = _message_in(db, conversation_id, question_id, role="user")
         if conversation is None or question is None:
@@ -370,9 +388,11 @@ def stop_requested(message_id: int) -> bool:
         return bool(answer and answer.stop_requested)
 
 
-def streaming_answer(user_id: int, conversation_id: str) -> Message | None:
+def streaming_answer(
+    user_id: int, conversation_id: str, *, db: Session | None = None
+) -> Message | None:
     """The conversation's answer still marked ``streaming`` (live or not), if any."""
-    with session_scope() as db:
+    with joined(db) as db:
         if _owned(db, user_id, conversation_id) is None:
             return None
         return _streaming(db, conversation_id)
@@ -387,6 +407,28 @@ def message_for_user(user_id: int, message_id: int) -> Message | None:
         if message is None or _owned(db, user_id, message.conversation_id) is None:
             return None
         return message
+
+
+def view_of(message: Message, version: int = 1, versions: int = 1) -> MessageView:
+    """A stored message as pages show it (a new message on a branch: version 1 of 1)."""
+    assert message.id is not None, "the message must be saved first"
+    return MessageView(
+        id=message.id,
+        parent_id=message.parent_id,
+        role=message.role,
+        content=message.content,
+        status=message.status,
+        error_kind=message.error_kind,
+        error=message.error,
+        trace_id=message.trace_id,
+        prompt_tokens=message.prompt_tokens,
+        completion_tokens=message.completion_tokens,
+        usage_estimated=message.usage_estimated,
+        run_id=message.run_id,
+        heartbeat_at=message.heartbeat_at,
+        version=version,
+        versions=versions,
+    )
 
 
 def is_live(message: Message | MessageView, now: datetime | None = None) -> bool:
@@ -422,7 +464,12 @@ def interrupt_stale(conversation_id: str, now: datetime | None = None) -> list[i
 
 
 def window(
-    user_id: int, conversation_id: str, *, before_id: int | None = None, limit: int = DEFAULT_PAGE
+    user_id: int,
+    conversation_id: str,
+    *,
+    before_id: int | None = None,
+    limit: int = DEFAULT_PAGE,
+    db: Session | None = None,
 ) -> tuple[list[MessageView], bool]:
     """A page of the visible branch, oldest first, and whether older messages exist.
 
@@ -432,8 +479,9 @@ def window(
         before_id: page the messages above this one (its ancestors); ``None`` starts
             at the newest message of the branch.
         limit: how many messages at most.
+        db: read in the caller's transaction.
     """
-    with session_scope() as db:
+    with joined(db) as db:
         conversation = _owned(db, user_id, conversation_id)
         if conversation is None:
             return [], False
@@ -453,13 +501,15 @@ def window(
         return _with_versions(db, conversation_id, rows), has_older
 
 
-def branch_history(conversation_id: str, up_to_id: int) -> list[dict[str, str]]:
+def branch_history(
+    conversation_id: str, up_to_id: int, *, db: Session | None = None
+) -> list[dict[str, str]]:
     """The whole branch ending at ``up_to_id`` as chat messages for the model.
 
     Empty answers (a refused request) are left out; partial ones are kept, since the
     user saw them.
     """
-    with session_scope() as db:
+    with joined(db) as db:
         rows = _ancestors(db, up_to_id, None)
     return [
         {"role": m.role, "content": m.content}
@@ -646,25 +696,7 @@ def _with_versions(db: Session, conversation_id: str, rows: Iterable[Message]) -
     views = []
     for m in rows:
         ids = siblings.get(m.parent_id, [m.id])
-        views.append(
-            MessageView(
-                id=m.id,  # type: ignore[arg-type]
-                parent_id=m.parent_id,
-                role=m.role,
-                content=m.content,
-                status=m.status,
-                error_kind=m.error_kind,
-                error=m.error,
-                trace_id=m.trace_id,
-                prompt_tokens=m.prompt_tokens,
-                completion_tokens=m.completion_tokens,
-                usage_estimated=m.usage_estimated,
-                run_id=m.run_id,
-                heartbeat_at=m.heartbeat_at,
-                version=ids.index(m.id) + 1 if m.id in ids else 1,
-                versions=len(ids),
-            )
-        )
+        views.append(view_of(m, ids.index(m.id) + 1 if m.id in ids else 1, len(ids)))
     return views
 
 

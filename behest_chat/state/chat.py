@@ -41,6 +41,7 @@ nothing spent goes unrecorded. Budgets are checked before a request is sent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -68,17 +69,21 @@ from behest_chat.settings import get_settings
 from behest_chat.state.auth import AuthState
 from behest_chat.state.failures import describe_error, explain_failure
 from behest_chat.state.turn_store import (
+    BUSY,
     CONTINUE_PROMPT,
+    MISSING,
     Outcome,
     Turn,
+    TurnEndRows,
     TurnStart,
-    TurnStartRows,
     answer_is_live,
     begin_turn,
     message_rows,
-    read_before_send,
+    sidebar_rows,
+    start_send,
     store_ending,
-    store_question,
+    turn_end_rows,
+    turn_start_rows,
     user_allowance,
     user_message,
 )
@@ -468,39 +473,36 @@ class ChatState(AuthState):
         async with self:
             user = self._current_user()
             conversation_id = self.conversation_id
-        # One trip to a thread for every read the checks need.
-        before = (
-            await asyncio.to_thread(read_before_send, user, conversation_id)
-            if user is not None
-            else None
-        )
-        async with self:
-            refusal = self._refusal_before_send(
-                user, conversation_id, before is not None and before.live
-            )
-            if refusal is None and user is not None and not conversation_id:
-                self._new_draft = ""
-        if user is None or before is None:
+            refusal = self._refusal_before_send(user, conversation_id, False)
+            # The row the question will follow, if the tab is up to date.
+            shown_last = self.messages[-1]["id"] if self.messages else ""
+        if user is None:
             yield rx.redirect(routes.LOGIN)
             return
         if refusal is not None:
             yield rx.set_value("prompt", text)
             return
-        conversation, history = before.conversation, before.history
-        if conversation_id and conversation is None:
+        # Checks, question and answer: one trip to a thread, one transaction.
+        sent = await asyncio.to_thread(start_send, user, conversation_id, text, _new_run_id())
+        if sent.turn is None or sent.start is None:
+            kind, sentence = sent.refusal or ("missing", MISSING)
             async with self:
-                self._say("This conversation is no longer available.", "missing")
+                self._say(sentence, kind)
+                if sent.allowance is not None:
+                    self.allowance = sent.allowance.summary()
+            if kind != "missing":
+                yield rx.set_value("prompt", text)
             return
-        if await self._refuse_over_budget(before.allowance, [*history, user_message(text)]):
-            yield rx.set_value("prompt", text)
-            return
-        created = conversation is None
-        stored = await asyncio.to_thread(store_question, user, conversation, text)
-        if stored is None:
-            return
-        conversation, question_id = stored
-        turn = Turn(user, conversation.id, conversation.session_id, question_id)
-        async for update in self._run(turn, created=created):
+        turn, start = sent.turn, sent.start
+        question = start.question
+        assert question is not None
+        if not sent.created and shown_last != str(question.parent_id or ""):
+            # The tab showed an older state of the branch (another tab wrote meanwhile).
+            shown = await asyncio.to_thread(
+                turn_start_rows, user, turn.conversation_id, self.search, start.answer.id or 0
+            )
+            start = dataclasses.replace(start, shown=shown)
+        async for update in self._run(turn, start, created=sent.created):
             yield update
 
     @rx.event(background=True)
@@ -578,7 +580,7 @@ class ChatState(AuthState):
         if question is None or question.id is None:
             return
         turn = Turn(user, conversation_id, conversation.session_id, question.id)
-        async for update in self._run(turn):
+        async for update in self._begin_and_run(turn):
             yield update
 
     async def _answer_again(self, message_id: str, *, continuing: bool) -> AsyncIterator[Any]:
@@ -619,7 +621,7 @@ class ChatState(AuthState):
             answer.parent_id,
             continue_id=answer.id if continuing else None,
         )
-        async for update in self._run(turn):
+        async for update in self._begin_and_run(turn):
             yield update
 
     def _refusal_before_send(
@@ -633,7 +635,7 @@ class ChatState(AuthState):
             return "signed out"
         writing = conversation_id and (turns.running(conversation_id) or live)
         if self.busy or writing:
-            self._say("An answer is still being written. Wait for it, or press Stop.", "busy")
+            self._say(BUSY, "busy")
             return "busy"
         if self._quota_until > time.time() and self._quota_tier == user.tier:
             self._say(self._quota_message, "quota")
@@ -659,27 +661,33 @@ class ChatState(AuthState):
             self.allowance = allowance.summary()
         return True
 
-    async def _run(self, turn: Turn, *, created: bool = False) -> AsyncIterator[Any]:
-        """Create (or reopen) the answer, stream it, and end it the same way whatever happens."""
-        conversation_id = turn.conversation_id
-        run_id = f"{_PROCESS_ID}-{uuid.uuid4().hex[:8]}"
+    async def _begin_and_run(self, turn: Turn) -> AsyncIterator[Any]:
+        """Create (or reopen) the answer of an edit, Retry, Regenerate or Continue; run it."""
         # One trip to a thread for everything the database gives the start of a turn; the
         # search is read outside the lock (the value the last lock left).
-        start = await asyncio.to_thread(begin_turn, turn, run_id, self.search)
+        start = await asyncio.to_thread(begin_turn, turn, _new_run_id(), self.search)
         if start is None:
             return
+        async for update in self._run(turn, start):
+            yield update
+
+    async def _run(
+        self, turn: Turn, start: TurnStart, *, created: bool = False
+    ) -> AsyncIterator[Any]:
+        """Stream the answer ``start`` created, and end it the same way whatever happens."""
+        conversation_id, run_id = turn.conversation_id, start.run_id
         if start.transport == "direct":
             async for update in self._run_direct(turn, run_id, start, created=created):
                 yield update
             return
-        answer, history, title, shown = start.answer, start.history, start.title, start.shown
+        answer, history = start.answer, start.history
         assert answer.id is not None
         prefix = answer.content
         task = asyncio.current_task()
         assert task is not None
         async with self:
             client_token = self.router.session.client_token
-            self._show_turn_start(conversation_id, title, shown, answer.id, created=created)
+            self._show_turn_start(conversation_id, start, created=created)
         turns.register(conversation_id, task)
         _attached[conversation_id] = client_token
         recorder = TurnRecorder(answer.id, run_id, prefix)
@@ -727,15 +735,13 @@ class ChatState(AuthState):
         ``_DIRECT_TURN_LIMIT_S``, or at once on server shutdown or deletion.
         """
         conversation_id = turn.conversation_id
-        answer, history, title, shown = start.answer, start.history, start.title, start.shown
+        answer, history = start.answer, start.history
         assert answer.id is not None
         task = asyncio.current_task()
         assert task is not None
         async with self:
             client_token = self.router.session.client_token
-            self._show_turn_start(
-                conversation_id, title, shown, answer.id, created=created, phase="streaming"
-            )
+            self._show_turn_start(conversation_id, start, created=created, phase="streaming")
             self.direct = True
             self._direct_conversation_id, self._direct_session_id = conversation_id, turn.session_id
             self._direct_answer_id, self._direct_run_id = answer.id, run_id
@@ -955,23 +961,32 @@ class ChatState(AuthState):
             completion_tokens = recorder.chunks
             estimated = True
         user = turn.user
-        await asyncio.to_thread(
-            store_ending,
-            turn,
-            answer_id,
-            run_id,
-            outcome,
-            recorder.text,
-            prompt_tokens,
-            completion_tokens,
-            estimated,
-        )
+
+        def store_and_read() -> TurnEndRows | None:
+            store_ending(
+                turn,
+                answer_id,
+                run_id,
+                outcome,
+                recorder.text,
+                prompt_tokens,
+                completion_tokens,
+                estimated,
+            )
+            try:  # what the tab shows next, read here so the event loop never waits on it
+                return turn_end_rows(user, turn.conversation_id, search)
+            except Exception:
+                logger.exception("the rows after a chat turn were not read")
+                return None
+
+        search = self.search
+        rows = await asyncio.to_thread(store_and_read)
         # The tab must learn that the turn ended, or it would show a spinner forever: try
         # again for a few seconds if the state store is briefly unreachable.
         for delay in _FINAL_UPDATE_RETRIES_S:
             try:
                 async with self:
-                    self._show_ending(user, turn.conversation_id, run_id, outcome)
+                    self._show_ending(user, turn.conversation_id, run_id, outcome, rows)
                 return
             except Exception as exc:
                 logger.warning("tab not updated after a turn: %s", type(exc).__name__)
@@ -984,9 +999,7 @@ class ChatState(AuthState):
     def _show_turn_start(
         self,
         conversation_id: str,
-        title: str,
-        shown: TurnStartRows,
-        answer_id: int,
+        start: TurnStart,
         *,
         created: bool,
         phase: str = "connecting",
@@ -994,32 +1007,73 @@ class ChatState(AuthState):
         if created:
             # The box was just cleared by the send: the new page needs no draft put back.
             self._seeded_for, self.composer_seed = conversation_id, ""
+            self._new_draft = ""
         if created or self.conversation_id == conversation_id:
             self.conversation_id = conversation_id
-            self.title = title
+            self.title = start.title
             self.missing = False
-            self.messages, self.has_older = shown.messages, shown.has_older
-            self.live_answer_id, self.phase = answer_id, phase
+            if start.shown is not None:
+                self.messages, self.has_older = start.shown.messages, start.shown.has_older
+                self._show_sidebar(start.shown.conversations)
+            elif start.question is not None:
+                self._append_question(start.question.row, created=created)
+                self._put_on_top(conversation_id, start.title)
+            self.live_answer_id, self.phase = start.answer.id or 0, phase
             self.notice = self.notice_kind = ""
             self.live_status = "Answering…"
-            self._show_sidebar(shown.conversations)
+
+    def _append_question(self, row: dict[str, str], *, created: bool) -> None:
+        """Show a new question after the rows shown, without reading them again."""
+        rows = [] if created else list(self.messages)
+        if rows and (rows[-1]["regenerate"] or rows[-1]["continue"]):
+            # Regenerate and Continue belong to the last answer only.
+            rows[-1] = {**rows[-1], "regenerate": "", "continue": ""}
+        self.messages = [*rows, row]
+        if created:
+            self.has_older = False
+
+    def _put_on_top(self, conversation_id: str, title: str) -> None:
+        """Move the conversation to the top of the sidebar (its newest activity)."""
+        if self.search:  # a filtered list is read again when the turn ends
+            return
+        others = [c for c in self.conversations if c["id"] != conversation_id]
+        self._show_sidebar([{"id": conversation_id, "title": title}, *others])
 
     def _show_ending(
-        self, user: SessionUser, conversation_id: str, run_id: str, outcome: Outcome
+        self,
+        user: SessionUser,
+        conversation_id: str,
+        run_id: str,
+        outcome: Outcome,
+        rows: TurnEndRows | None = None,
     ) -> None:
-        """Show a stored ending: the saved answer replaces the draft."""
+        """Show a stored ending: the saved answer replaces the draft.
+
+        ``rows``: read after the ending was stored, used if they still fit what the tab
+        shows; otherwise the rows are read here.
+        """
         if outcome.kind == "quota":
             # The gateway will refuse until its day ends: do not ask it again.
             self._quota_until = budgets.next_utc_midnight().timestamp()
             self._quota_tier, self._quota_message = user.tier, outcome.text
         if self._direct_run_id == run_id:
             self._forget_direct_turn()
+        fits = rows is not None and rows.conversation_id == self.conversation_id
         if self.conversation_id == conversation_id:
-            self._reload_window(user)
+            if rows is not None and fits:
+                self.messages, self.has_older = rows.messages, rows.has_older
+            else:
+                self._reload_window(user)
             self.phase, self.retry_in = "", 0
             self.live_status = _LIVE_ENDINGS.get(outcome.status, "")
-        self._refresh_sidebar(user)
-        self._refresh_allowance(user)
+        if rows is not None and rows.search == self.search:
+            self._show_sidebar(rows.conversations)
+        else:
+            self._refresh_sidebar(user)
+        if rows is not None and fits:
+            self.allowance = rows.allowance
+        else:
+            self._refresh_allowance(user)
 
     def _forget_direct_turn(self) -> None:
         self.direct = False
@@ -1032,12 +1086,7 @@ class ChatState(AuthState):
         self.messages = message_rows([v for v in views if v.id != hide])
 
     def _refresh_sidebar(self, user: SessionUser) -> None:
-        self._show_sidebar(
-            [
-                {"id": c.id, "title": c.title}
-                for c in store.list_conversations(user.user_id, self.search)
-            ]
-        )
+        self._show_sidebar(sidebar_rows(store.list_conversations(user.user_id, self.search)))
 
     def _show_sidebar(self, conversations: list[dict[str, str]]) -> None:
         # Reflex resends a var on every assignment, and the list can be long: only on change.
@@ -1056,6 +1105,11 @@ class ChatState(AuthState):
 
     def _say(self, text: str, kind: str) -> None:
         self.notice, self.notice_kind = text, kind
+
+
+def _new_run_id() -> str:
+    """A turn's stamp on its answer: which process and which run writes it."""
+    return f"{_PROCESS_ID}-{uuid.uuid4().hex[:8]}"
 
 
 async def _has_live_answer(user: SessionUser | None, conversation_id: str) -> bool:

@@ -1,9 +1,10 @@
 """The database side of a chat turn: blocking functions, run in threads by :mod:`.chat`.
 
-A send's checks read what they need in one go (:func:`read_before_send`), the question is
-stored (:func:`store_question`), the answer row is created with what the tab shows at the
-turn's start (:func:`begin_turn`), and the ending is stored with its usage
-(:func:`store_ending`). :func:`message_rows` turns stored messages into the page's rows.
+A send checks and stores its question and answer in one transaction (:func:`start_send`);
+edits, Retry, Regenerate and Continue create the answer with what the tab shows at the
+turn's start (:func:`begin_turn`). The ending is stored with its usage (:func:`store_ending`)
+and the tab's rows after it are read in the same trip (:func:`turn_end_rows`).
+:func:`message_rows` turns stored messages into the page's rows.
 """
 
 from __future__ import annotations
@@ -13,18 +14,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlmodel import Session
+
 from behest_chat.accounts.sessions import SessionUser
 from behest_chat.conversations import budgets, store
-from behest_chat.conversations.models import Conversation, Message
+from behest_chat.conversations.models import Message
 from behest_chat.conversations.store import MessageView
+from behest_chat.db import session_scope
 from behest_chat.preferences import get_transport
 from behest_chat.settings import get_settings
 
 __all__ = [
+    "BUSY",
     "CONTINUE_PROMPT",
-    "BeforeSend",
+    "MISSING",
+    "NewQuestion",
     "Outcome",
+    "SendStart",
     "Turn",
+    "TurnEndRows",
     "TurnStart",
     "TurnStartRows",
     "answer_is_live",
@@ -32,9 +40,10 @@ __all__ = [
     "is_live",
     "message_rows",
     "open_answer",
-    "read_before_send",
+    "sidebar_rows",
+    "start_send",
     "store_ending",
-    "store_question",
+    "turn_end_rows",
     "turn_start_rows",
     "user_allowance",
     "user_message",
@@ -71,19 +80,33 @@ def open_answer(turn: Turn, run_id: str) -> tuple[Message | None, list[dict[str,
 
 
 @dataclass(frozen=True)
+class NewQuestion:
+    """A question just stored at the end of the branch, as the page appends it."""
+
+    row: dict[str, str]
+    parent_id: int | None
+
+
+@dataclass(frozen=True)
 class TurnStart:
-    """A turn's answer row, the history to send, and what the tab shows at its start."""
+    """A turn's answer row, the history to send, and what the tab shows at its start.
+
+    ``shown`` is the conversation's window read from the database; a send leaves it
+    ``None`` and gives ``question`` instead, which the tab appends to what it shows.
+    """
 
     transport: str
+    run_id: str
     answer: Message
     history: list[dict[str, str]]
     title: str
-    shown: TurnStartRows
+    shown: TurnStartRows | None
+    question: NewQuestion | None = None
 
 
 def begin_turn(turn: Turn, run_id: str, search: str) -> TurnStart | None:
     """Create (or reopen) the answer and read the turn's start (blocking); ``None`` if the
-    question or answer is gone."""
+    question or answer is gone. For edits, Retry, Regenerate and Continue."""
     user, conversation_id = turn.user, turn.conversation_id
     transport = get_transport(user.user_id)
     answer, history = open_answer(turn, run_id)
@@ -92,7 +115,70 @@ def begin_turn(turn: Turn, run_id: str, search: str) -> TurnStart | None:
     conversation = store.get_conversation(user.user_id, conversation_id)
     title = conversation.title if conversation is not None else ""
     shown = turn_start_rows(user, conversation_id, search, answer.id)
-    return TurnStart(transport, answer, history, title, shown)
+    return TurnStart(transport, run_id, answer, history, title, shown)
+
+
+@dataclass(frozen=True)
+class SendStart:
+    """What a send found and stored: its turn, or why nothing was sent."""
+
+    turn: Turn | None = None
+    start: TurnStart | None = None
+    created: bool = False
+    # (kind, sentence) when nothing was stored: "missing", "busy" or a budget's refusal.
+    refusal: tuple[str, str] | None = None
+    allowance: budgets.Allowance | None = None
+
+
+BUSY = "An answer is still being written. Wait for it, or press Stop."
+MISSING = "This conversation is no longer available."
+
+
+def start_send(user: SessionUser, conversation_id: str, text: str, run_id: str) -> SendStart:
+    """Check a new question and store it with its ``streaming`` answer (blocking).
+
+    One transaction, so the start of a turn costs one trip to a thread and one commit:
+    the conversation (``""``: a new one) must exist and have no live answer, and the
+    question with its history must fit the budgets.
+    """
+    with session_scope() as db:
+        conversation = None
+        if conversation_id:
+            conversation = store.get_conversation(user.user_id, conversation_id, db=db)
+            if conversation is None:
+                return SendStart(refusal=("missing", MISSING))
+            if is_live(store.streaming_answer(user.user_id, conversation_id, db=db)):
+                return SendStart(refusal=("busy", BUSY))
+        history = (
+            store.branch_history(conversation.id, conversation.leaf_id, db=db)
+            if conversation is not None and conversation.leaf_id is not None
+            else []
+        )
+        history.append(user_message(text))
+        allowance = user_allowance(user, conversation_id, db=db)
+        refusal = allowance.refusal(budgets.estimate_prompt_tokens(history))
+        if refusal is not None:
+            return SendStart(refusal=refusal, allowance=allowance)
+        created = conversation is None
+        if conversation is None:
+            conversation = store.create_conversation(user.user_id, text, db=db)
+            db.flush()
+        parent_id = conversation.leaf_id
+        question = store.add_user_message(user.user_id, conversation.id, text, parent_id, db=db)
+        assert question is not None and question.id is not None, "checked in this transaction"
+        answer = store.start_answer(user.user_id, conversation.id, question.id, run_id, db=db)
+        assert answer is not None
+        start = TurnStart(
+            get_transport(user.user_id, db=db),
+            run_id,
+            answer,
+            history,
+            conversation.title,
+            shown=None,
+            question=NewQuestion(message_rows([store.view_of(question)])[0], parent_id),
+        )
+        turn = Turn(user, conversation.id, conversation.session_id, question.id)
+    return SendStart(turn, start, created)
 
 
 @dataclass(frozen=True)
@@ -108,14 +194,43 @@ def turn_start_rows(
     user: SessionUser, conversation_id: str, search: str, hide: int
 ) -> TurnStartRows:
     """The conversation's window without the new answer, and the sidebar (blocking)."""
-    views, has_older = store.window(user.user_id, conversation_id)
-    conversations = [
-        {"id": c.id, "title": c.title} for c in store.list_conversations(user.user_id, search)
-    ]
+    with session_scope() as db:
+        views, has_older = store.window(user.user_id, conversation_id, db=db)
+        conversations = sidebar_rows(store.list_conversations(user.user_id, search, db=db))
     return TurnStartRows(message_rows([v for v in views if v.id != hide]), has_older, conversations)
 
 
-def user_allowance(user: SessionUser, conversation_id: str) -> budgets.Allowance:
+@dataclass(frozen=True)
+class TurnEndRows:
+    """What the tab shows once a turn's ending is stored, read off the event loop."""
+
+    conversation_id: str
+    search: str
+    messages: list[dict[str, str]]
+    has_older: bool
+    conversations: list[dict[str, str]]
+    allowance: str
+
+
+def turn_end_rows(user: SessionUser, conversation_id: str, search: str) -> TurnEndRows:
+    """The window with the ended answer, the sidebar and the allowance (blocking)."""
+    with session_scope() as db:
+        views, has_older = store.window(user.user_id, conversation_id, db=db)
+        conversations = sidebar_rows(store.list_conversations(user.user_id, search, db=db))
+        allowance = user_allowance(user, conversation_id, db=db).summary()
+    return TurnEndRows(
+        conversation_id, search, message_rows(views), has_older, conversations, allowance
+    )
+
+
+def sidebar_rows(conversations: Sequence[store.ConversationSummary]) -> list[dict[str, str]]:
+    """The sidebar's rows for the page."""
+    return [{"id": c.id, "title": c.title} for c in conversations]
+
+
+def user_allowance(
+    user: SessionUser, conversation_id: str, *, db: Session | None = None
+) -> budgets.Allowance:
     """The user's allowance with the settings' budgets (blocking)."""
     settings = get_settings()
     return budgets.allowance_for(
@@ -124,43 +239,8 @@ def user_allowance(user: SessionUser, conversation_id: str) -> budgets.Allowance
         conversation_id or None,
         daily_budget=settings.daily_token_budget(user.tier),
         conversation_cap=settings.conversation_token_cap,
+        db=db,
     )
-
-
-@dataclass(frozen=True)
-class BeforeSend:
-    """What a send checks before it stores anything."""
-
-    live: bool
-    conversation: Conversation | None
-    history: list[dict[str, str]]
-    allowance: budgets.Allowance
-
-
-def read_before_send(user: SessionUser, conversation_id: str) -> BeforeSend:
-    """The reads a send's checks need, in one go (blocking)."""
-    conversation = (
-        store.get_conversation(user.user_id, conversation_id) if conversation_id else None
-    )
-    live = conversation is not None and answer_is_live(user, conversation_id)
-    history = (
-        store.branch_history(conversation.id, conversation.leaf_id)
-        if conversation is not None and conversation.leaf_id is not None
-        else []
-    )
-    return BeforeSend(live, conversation, history, user_allowance(user, conversation_id))
-
-
-def store_question(
-    user: SessionUser, conversation: Conversation | None, text: str
-) -> tuple[Conversation, int] | None:
-    """Store the question, in a new conversation if there is none (blocking)."""
-    if conversation is None:
-        conversation = store.create_conversation(user.user_id, text)
-    question = store.add_user_message(user.user_id, conversation.id, text, conversation.leaf_id)
-    if question is None or question.id is None:
-        return None
-    return conversation, question.id
 
 
 def answer_is_live(user: SessionUser, conversation_id: str) -> bool:
