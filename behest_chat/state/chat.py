@@ -95,6 +95,7 @@ logger = logging.getLogger("behest_chat.chat")
 _RATE_LIMIT_RETRIES = 3
 _FINAL_UPDATE_RETRIES_S = (0.2, 0.5, 1.0, 2.0, 4.0, None)
 _FOLLOW_INTERVAL_S = 0.3
+_WAITING_AFTER_S = 0.25
 _PROCESS_ID = uuid.uuid4().hex[:12]
 # Conversation id → client token of the tab whose state a turn of this process updates.
 _attached: dict[str, str] = {}
@@ -890,32 +891,38 @@ class ChatState(AuthState):
                 await self._count_down(turn.conversation_id, max(1, exc.retry_after or 1))
         outcome.sent = True
         outcome.trace_id = stream.trace_id or ""
-        await self._show(turn.conversation_id, phase="waiting")
+        # "Waiting for the model…" only if the first piece is slow to come: a fast model's
+        # text makes that update needless (the text replaces the phase on the page).
+        waiting = asyncio.create_task(
+            self._show_later(_WAITING_AFTER_S, turn.conversation_id, phase="waiting")
+        )
         last_push = 0.0
         shown = len(recorder.text)
-        async with stream:
-            chunks = stream.__aiter__()
-            while True:
-                try:
-                    async with asyncio.timeout(idle):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    break
-                usage = chunk.get("usage")
-                if isinstance(usage, dict):
-                    outcome.usage = usage
-                choices = chunk.get("choices") or []
-                piece = (choices[0].get("delta") or {}).get("content") if choices else None
-                if not piece:
-                    continue
-                recorder.append(piece)
-                now = time.monotonic()
-                if live_draft.piece_due(len(recorder.text) - shown, now - last_push, flush_seconds):
-                    if not last_push:
-                        await self._show(turn.conversation_id, phase="streaming")
-                    last_push = now
-                    yield live_draft.put(recorder.message_id, shown, recorder.text[shown:])
-                    shown = len(recorder.text)
+        try:
+            async with stream:
+                chunks = stream.__aiter__()
+                while True:
+                    try:
+                        async with asyncio.timeout(idle):
+                            chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
+                    usage = chunk.get("usage")
+                    if isinstance(usage, dict):
+                        outcome.usage = usage
+                    choices = chunk.get("choices") or []
+                    piece = (choices[0].get("delta") or {}).get("content") if choices else None
+                    if not piece:
+                        continue
+                    recorder.append(piece)
+                    now, unsent = time.monotonic(), len(recorder.text) - shown
+                    if live_draft.piece_due(unsent, now - last_push, flush_seconds):
+                        waiting.cancel()
+                        last_push = now
+                        yield live_draft.put(recorder.message_id, shown, recorder.text[shown:])
+                        shown = len(recorder.text)
+        finally:
+            waiting.cancel()
         outcome.end("done", "")
 
     async def _count_down(self, conversation_id: str, seconds: int) -> None:
@@ -924,6 +931,10 @@ class ChatState(AuthState):
             await self._show(conversation_id, phase="rate_limited", retry_in=left)
             await asyncio.sleep(1)
         await self._show(conversation_id, phase="connecting", retry_in=0)
+
+    async def _show_later(self, delay: float, conversation_id: str, **values: Any) -> None:
+        await asyncio.sleep(delay)
+        await self._show(conversation_id, **values)
 
     async def _show(self, conversation_id: str, **values: Any) -> None:
         """Update the tab, if it still shows this conversation.
