@@ -510,11 +510,12 @@ def branch_history(
     user saw them.
     """
     with joined(db) as db:
-        rows = _ancestors(db, up_to_id, None)
+        # Plain rows, not Message objects: a long branch is read on every send.
+        rows = db.connection().execute(_history_query(), {"start_id": up_to_id})
     return [
-        {"role": m.role, "content": m.content}
-        for m in rows
-        if m.conversation_id == conversation_id and (m.role == "user" or m.content)
+        {"role": role, "content": content}
+        for role, content, owner in rows
+        if owner == conversation_id and (role == "user" or content)
     ]
 
 
@@ -628,6 +629,12 @@ def _ancestors(db: Session, start_id: int, limit: int | None) -> list[Message]:
 def _ancestors_query(limited: bool) -> Any:
     """The recursive query behind :func:`_ancestors`, built once: building it costs more
     than running it, and every page load and turn start runs it."""
+    chain = _ancestor_chain(limited)
+    return select(Message).join(chain, col(Message.id) == chain.c.id).order_by(chain.c.n.desc())
+
+
+def _ancestor_chain(limited: bool) -> Any:
+    """``start_id`` and its ancestors (at most ``last_n`` + 1) with their distance ``n``."""
     table = Message.__table__  # type: ignore[attr-defined]
     chain = (
         sa.select(table.c.id, table.c.parent_id, sa.literal(0).label("n"))
@@ -640,8 +647,19 @@ def _ancestors_query(limited: bool) -> Any:
     )
     if limited:
         step = step.where(chain.c.n < sa.bindparam("last_n"))
-    chain = chain.union_all(step)
-    return select(Message).join(chain, col(Message.id) == chain.c.id).order_by(chain.c.n.desc())
+    return chain.union_all(step)
+
+
+@functools.cache
+def _history_query() -> Any:
+    """Role, content and conversation of ``start_id`` and its ancestors, oldest first."""
+    table = Message.__table__  # type: ignore[attr-defined]
+    chain = _ancestor_chain(False)
+    return (
+        sa.select(table.c.role, table.c.content, table.c.conversation_id)
+        .join(chain, table.c.id == chain.c.id)
+        .order_by(chain.c.n.desc())
+    )
 
 
 def _sibling_ids(db: Session, conversation_id: str, parent_id: int | None) -> list[int]:
