@@ -181,6 +181,7 @@ async def bench_config(app: Any, levels: list[int], tokens: int) -> dict[int, di
             await run_level(tabs[start:start + 25], 5, pgid)
         async with BehestClient(key=app.env["BEHEST_KEY"], base_url=app.gateway_url) as client:
             for level in levels:
+                print(f"  {level} streams ...", flush=True)
                 figures[level] = await run_level(tabs[:level], tokens, pgid)
                 figures[level]["direct95"] = await direct_level(client, level, tokens)
                 figures[level]["added"] = figures[level]["p95"] - figures[level]["direct95"]

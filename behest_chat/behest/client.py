@@ -124,7 +124,9 @@ class BehestClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=500, max_keepalive_connections=50),
+            # A chat server streams many answers at once: keep their connections for the
+            # next turns (idle ones still close after httpx's 5 s keep-alive expiry).
+            limits=httpx.Limits(max_connections=500, max_keepalive_connections=500),
             headers={"User-Agent": "behest-chat"},
         )
         self.chat = Chat(self)

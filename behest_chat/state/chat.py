@@ -51,7 +51,7 @@ from typing import Any
 import reflex as rx
 
 from behest_chat import live_draft, routes
-from behest_chat.accounts.sessions import SessionUser
+from behest_chat.accounts.sessions import SessionUser, resolve
 from behest_chat.behest import errors
 from behest_chat.conversations import budgets, store
 from behest_chat.conversations.models import Conversation, Message
@@ -73,6 +73,7 @@ from behest_chat.state.turn_store import (
     CONTINUE_PROMPT,
     MISSING,
     Outcome,
+    SendStart,
     Turn,
     TurnEndRows,
     TurnStart,
@@ -287,7 +288,8 @@ class ChatState(AuthState):
         # This tab's own running turn is ahead of the saved text.
         text = recorder.text if recorder is not None else live.content
         self.live_answer_id = live.id
-        if not self.phase or not ours:
+        # The running turn leaves its phase as it was once text flows: say so on a reload.
+        if not ours or not self.phase or (text and self.phase != "rate_limited"):
             self.phase = "streaming"
         events: list[Any] = [live_draft.put(live.id, 0, text)]
         if not (ours and turns.running(conversation_id)):
@@ -471,26 +473,33 @@ class ChatState(AuthState):
         text = str(form_data.get("prompt", "")).strip()
         if not text:
             return
-        async with self:
-            user = self._current_user()
-            conversation_id = self.conversation_id
-            refusal = self._refusal_before_send(user, conversation_id, False)
-            # The row the question will follow, if the tab is up to date.
-            shown_last = self.messages[-1]["id"] if self.messages else ""
+        # Read as this event found the tab, without taking the lock; the session is resolved
+        # in the database's thread with the send's other reads, not on the event loop.
+        secret = self._session_secret()
+        conversation_id = self.conversation_id
+        # The row the question will follow, if the tab is up to date.
+        shown_last = self.messages[-1]["id"] if self.messages else ""
+        if self.busy or (conversation_id and turns.running(conversation_id)):
+            async with self:
+                self._say(BUSY, "busy")
+            yield rx.set_value("prompt", text)
+            return
+        quota_tier = self._quota_tier if self._quota_until > time.time() else None
+        user, sent = await asyncio.to_thread(
+            _resolve_and_start, secret, conversation_id, text, quota_tier
+        )
         if user is None:
             yield rx.redirect(routes.LOGIN)
             return
-        if refusal is not None:
-            yield rx.set_value("prompt", text)
-            return
-        # Checks, question and answer: one trip to a thread, one transaction.
-        sent = await asyncio.to_thread(start_send, user, conversation_id, text, _new_run_id())
-        if sent.turn is None or sent.start is None:
-            kind, sentence = sent.refusal or ("missing", MISSING)
+        if sent is None or sent.turn is None or sent.start is None:
             async with self:
+                if sent is None:  # the tier's quota is spent until the gateway's day ends
+                    kind, sentence = "quota", self._quota_message
+                else:
+                    kind, sentence = sent.refusal or ("missing", MISSING)
+                    if sent.allowance is not None:
+                        self.allowance = sent.allowance.summary()
                 self._say(sentence, kind)
-                if sent.allowance is not None:
-                    self.allowance = sent.allowance.summary()
             if kind != "missing":
                 yield rx.set_value("prompt", text)
             return
@@ -1116,6 +1125,16 @@ class ChatState(AuthState):
 
     def _say(self, text: str, kind: str) -> None:
         self.notice, self.notice_kind = text, kind
+
+
+def _resolve_and_start(
+    secret: str, conversation_id: str, text: str, quota_tier: int | None
+) -> tuple[SessionUser | None, SendStart | None]:
+    """The signed-in user and, unless their tier's quota is spent, the send's start (blocking)."""
+    user = resolve(secret)
+    if user is None or user.tier == quota_tier:
+        return user, None
+    return user, start_send(user, conversation_id, text, _new_run_id())
 
 
 def _new_run_id() -> str:
