@@ -120,10 +120,15 @@ def title_from(text: str) -> str:
 
 
 def create_conversation(
-    user_id: int, first_question: str = "", *, db: Session | None = None
+    user_id: int,
+    first_question: str = "",
+    *,
+    session_id: str | None = None,
+    db: Session | None = None,
 ) -> Conversation:
     """Start a conversation with its own Behest session id; the title comes from the question.
 
+    ``session_id``: the Behest session id, if already chosen (a new UUID otherwise).
     ``db``: add it in the caller's transaction (as every function here that takes one).
     """
     now = utcnow()
@@ -131,7 +136,7 @@ def create_conversation(
         id=new_conversation_id(),
         user_id=user_id,
         title=title_from(first_question),
-        session_id=str(uuid.uuid4()),
+        session_id=session_id or str(uuid.uuid4()),
         created_at=now,
         updated_at=now,
     )

@@ -53,6 +53,7 @@ import reflex as rx
 from behest_chat import live_draft, routes
 from behest_chat.accounts.sessions import SessionUser, resolve
 from behest_chat.behest import errors
+from behest_chat.behest.streaming import ChatStream
 from behest_chat.conversations import budgets, store
 from behest_chat.conversations.models import Conversation, Message
 from behest_chat.conversations.recorder import TurnRecorder
@@ -73,16 +74,17 @@ from behest_chat.state.turn_store import (
     CONTINUE_PROMPT,
     MISSING,
     Outcome,
-    SendStart,
+    SendCheck,
     Turn,
     TurnEndRows,
     TurnStart,
     answer_is_live,
     begin_turn,
+    check_send,
     message_rows,
     sidebar_rows,
-    start_send,
     store_ending,
+    store_send,
     turn_end_rows,
     turn_start_rows,
     user_allowance,
@@ -485,23 +487,40 @@ class ChatState(AuthState):
             yield rx.set_value("prompt", text)
             return
         quota_tier = self._quota_tier if self._quota_until > time.time() else None
-        user, sent = await asyncio.to_thread(
-            _resolve_and_start, secret, conversation_id, text, quota_tier
+        user, check = await asyncio.to_thread(
+            _resolve_and_check, secret, conversation_id, text, quota_tier
         )
         if user is None:
             yield rx.redirect(routes.LOGIN)
             return
-        if sent is None or sent.turn is None or sent.start is None:
+        if check is None or check.refusal is not None:
             async with self:
-                if sent is None:  # the tier's quota is spent until the gateway's day ends
+                if check is None:  # the tier's quota is spent until the gateway's day ends
                     kind, sentence = "quota", self._quota_message
                 else:
-                    kind, sentence = sent.refusal or ("missing", MISSING)
-                    if sent.allowance is not None:
-                        self.allowance = sent.allowance.summary()
+                    kind, sentence = check.refusal or ("missing", MISSING)
+                    if check.allowance is not None:
+                        self.allowance = check.allowance.summary()
                 self._say(sentence, kind)
             if kind != "missing":
                 yield rx.set_value("prompt", text)
+            return
+        # The request goes out now; the question and its answer are stored while the
+        # gateway prepares the first token.
+        opening = (
+            asyncio.create_task(_open_stream(user, check.session_id, check.history))
+            if check.transport == "relay"
+            else None
+        )
+        try:
+            sent = await asyncio.to_thread(store_send, user, check, text, _new_run_id())
+        except BaseException:
+            await _discard(opening)
+            raise
+        if sent.turn is None or sent.start is None:
+            await _discard(opening)
+            async with self:
+                self._say(MISSING, "missing")
             return
         turn, start = sent.turn, sent.start
         question = start.question
@@ -512,7 +531,7 @@ class ChatState(AuthState):
                 turn_start_rows, user, turn.conversation_id, self.search, start.answer.id or 0
             )
             start = dataclasses.replace(start, shown=shown)
-        async for update in self._run(turn, start, created=sent.created):
+        async for update in self._run(turn, start, created=sent.created, opening=opening):
             yield update
 
     @rx.event(background=True)
@@ -682,11 +701,20 @@ class ChatState(AuthState):
             yield update
 
     async def _run(
-        self, turn: Turn, start: TurnStart, *, created: bool = False
+        self,
+        turn: Turn,
+        start: TurnStart,
+        *,
+        created: bool = False,
+        opening: asyncio.Task[ChatStream] | None = None,
     ) -> AsyncIterator[Any]:
-        """Stream the answer ``start`` created, and end it the same way whatever happens."""
+        """Stream the answer ``start`` created, and end it the same way whatever happens.
+
+        ``opening``: the request, if the send already made it (see :meth:`send`).
+        """
         conversation_id, run_id = turn.conversation_id, start.run_id
         if start.transport == "direct":
+            await _discard(opening)
             async for update in self._run_direct(turn, run_id, start, created=created):
                 yield update
             return
@@ -710,7 +738,7 @@ class ChatState(AuthState):
             if created:
                 # The address becomes the conversation's, so a reload finds it again.
                 yield rx.redirect(conversation_path(conversation_id))
-            async for update in self._stream(turn, history, recorder, outcome):
+            async for update in self._stream(turn, history, recorder, outcome, opening):
                 yield update
         except asyncio.CancelledError:
             task.uncancel()
@@ -727,6 +755,7 @@ class ChatState(AuthState):
             logger.exception("a chat turn failed")
             outcome.end("error", *describe_error(RuntimeError()))
         finally:
+            await _discard(opening)  # never awaited if the turn ended before its request
             saver.cancel()
             turns.unregister(conversation_id, task)
             _recorders.pop(answer.id, None)
@@ -871,8 +900,11 @@ class ChatState(AuthState):
         history: list[dict[str, str]],
         recorder: TurnRecorder,
         outcome: Outcome,
+        opening: asyncio.Task[ChatStream] | None = None,
     ) -> AsyncIterator[Any]:
         """Send the request (waiting out 429s) and read the stream into ``recorder``.
+
+        ``opening``: the first attempt, already sent.
 
         Yields the new text as pieces for the page at most every ``APP_STREAM_FLUSH_MS``
         (the first at once); only the phase change takes the state lock.
@@ -882,17 +914,10 @@ class ChatState(AuthState):
         flush_seconds = settings.stream_flush_ms / 1000
         for attempt in range(_RATE_LIMIT_RETRIES + 1):
             try:
-                stream = await asyncio.wait_for(
-                    get_client().chat.completions.create(
-                        messages=history,
-                        stream=True,
-                        user_id=turn.user.behest_user_id,
-                        tier=turn.user.tier,
-                        session_id=turn.session_id,
-                        stream_options={"include_usage": True},
-                    ),
-                    timeout=idle,
-                )
+                if attempt == 0 and opening is not None:
+                    stream = await opening
+                else:
+                    stream = await _open_stream(turn.user, turn.session_id, history)
                 break
             except errors.RateLimitError as exc:
                 if attempt == _RATE_LIMIT_RETRIES:
@@ -1127,14 +1152,39 @@ class ChatState(AuthState):
         self.notice, self.notice_kind = text, kind
 
 
-def _resolve_and_start(
+def _resolve_and_check(
     secret: str, conversation_id: str, text: str, quota_tier: int | None
-) -> tuple[SessionUser | None, SendStart | None]:
-    """The signed-in user and, unless their tier's quota is spent, the send's start (blocking)."""
+) -> tuple[SessionUser | None, SendCheck | None]:
+    """The signed-in user and, unless their tier's quota is spent, the send's checks (blocking)."""
     user = resolve(secret)
     if user is None or user.tier == quota_tier:
         return user, None
-    return user, start_send(user, conversation_id, text, _new_run_id())
+    return user, check_send(user, conversation_id, text)
+
+
+async def _open_stream(
+    user: SessionUser, session_id: str, history: list[dict[str, str]]
+) -> ChatStream:
+    """Send a relayed turn's request; the stream is open once the gateway's headers came."""
+    return await asyncio.wait_for(
+        get_client().chat.completions.create(
+            messages=history,
+            stream=True,
+            user_id=user.behest_user_id,
+            tier=user.tier,
+            session_id=session_id,
+            stream_options={"include_usage": True},
+        ),
+        timeout=get_settings().stream_idle_timeout_s,
+    )
+
+
+async def _discard(opening: asyncio.Task[ChatStream] | None) -> None:
+    """Cancel a request sent ahead, or close its stream if nobody read it (else no-op)."""
+    if opening is None or opening.cancel():
+        return
+    if not opening.cancelled() and opening.exception() is None:
+        await opening.result().aclose()
 
 
 def _new_run_id() -> str:

@@ -1,6 +1,7 @@
 """The database side of a chat turn: blocking functions, run in threads by :mod:`.chat`.
 
-A send checks and stores its question and answer in one transaction (:func:`start_send`);
+A send's checks only read (:func:`check_send`), so its request can go out while the question
+and answer are stored in one transaction (:func:`store_send`);
 edits, Retry, Regenerate and Continue create the answer with what the tab shows at the
 turn's start (:func:`begin_turn`). The ending is stored with its usage (:func:`store_ending`)
 and the tab's rows after it are read in the same trip (:func:`turn_end_rows`).
@@ -9,7 +10,9 @@ and the tab's rows after it are read in the same trip (:func:`turn_end_rows`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +33,7 @@ __all__ = [
     "MISSING",
     "NewQuestion",
     "Outcome",
+    "SendCheck",
     "SendStart",
     "Turn",
     "TurnEndRows",
@@ -37,12 +41,13 @@ __all__ = [
     "TurnStartRows",
     "answer_is_live",
     "begin_turn",
+    "check_send",
     "is_live",
     "message_rows",
     "open_answer",
     "sidebar_rows",
-    "start_send",
     "store_ending",
+    "store_send",
     "turn_end_rows",
     "turn_start_rows",
     "user_allowance",
@@ -119,26 +124,36 @@ def begin_turn(turn: Turn, run_id: str, search: str) -> TurnStart | None:
 
 
 @dataclass(frozen=True)
+class SendCheck:
+    """What a send's checks read: where the question goes and what to send, or why not."""
+
+    # (kind, sentence) when nothing may be sent: "missing", "busy" or a budget's refusal.
+    refusal: tuple[str, str] | None = None
+    allowance: budgets.Allowance | None = None
+    conversation_id: str = ""  # "" for a new conversation
+    session_id: str = ""
+    transport: str = ""
+    # The branch so far with the question last: what the model is sent.
+    history: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class SendStart:
-    """What a send found and stored: its turn, or why nothing was sent."""
+    """A sent question's stored turn, or ``None`` fields if its conversation is gone."""
 
     turn: Turn | None = None
     start: TurnStart | None = None
     created: bool = False
-    # (kind, sentence) when nothing was stored: "missing", "busy" or a budget's refusal.
-    refusal: tuple[str, str] | None = None
-    allowance: budgets.Allowance | None = None
 
 
 BUSY = "An answer is still being written. Wait for it, or press Stop."
 MISSING = "This conversation is no longer available."
 
 
-def start_send(user: SessionUser, conversation_id: str, text: str, run_id: str) -> SendStart:
-    """Check a new question and store it with its ``streaming`` answer (blocking).
+def check_send(user: SessionUser, conversation_id: str, text: str) -> SendCheck:
+    """Read what a new question needs and check it (blocking; stores nothing).
 
-    One transaction, so the start of a turn costs one trip to a thread and one commit:
-    the conversation (``""``: a new one) must exist and have no live answer, and the
+    The conversation (``""``: a new one) must exist and have no live answer, and the
     question with its history must fit the budgets.
     """
     with session_scope() as db:
@@ -146,9 +161,9 @@ def start_send(user: SessionUser, conversation_id: str, text: str, run_id: str) 
         if conversation_id:
             conversation = store.get_conversation(user.user_id, conversation_id, db=db)
             if conversation is None:
-                return SendStart(refusal=("missing", MISSING))
+                return SendCheck(refusal=("missing", MISSING))
             if is_live(store.streaming_answer(user.user_id, conversation_id, db=db)):
-                return SendStart(refusal=("busy", BUSY))
+                return SendCheck(refusal=("busy", BUSY))
         history = (
             store.branch_history(conversation.id, conversation.leaf_id, db=db)
             if conversation is not None and conversation.leaf_id is not None
@@ -158,21 +173,43 @@ def start_send(user: SessionUser, conversation_id: str, text: str, run_id: str) 
         allowance = user_allowance(user, conversation_id, db=db)
         refusal = allowance.refusal(budgets.estimate_prompt_tokens(history))
         if refusal is not None:
-            return SendStart(refusal=refusal, allowance=allowance)
-        created = conversation is None
-        if conversation is None:
-            conversation = store.create_conversation(user.user_id, text, db=db)
+            return SendCheck(refusal=refusal, allowance=allowance)
+        return SendCheck(
+            conversation_id=conversation_id,
+            session_id=conversation.session_id if conversation is not None else str(uuid.uuid4()),
+            transport=get_transport(user.user_id, db=db),
+            history=history,
+        )
+
+
+def store_send(user: SessionUser, check: SendCheck, text: str, run_id: str) -> SendStart:
+    """Store a checked question with its ``streaming`` answer, in one transaction (blocking).
+
+    A new conversation gets the session id the check chose (its request may be out already).
+    """
+    with session_scope() as db:
+        created = not check.conversation_id
+        if created:
+            conversation = store.create_conversation(
+                user.user_id, text, session_id=check.session_id, db=db
+            )
             db.flush()
+        else:
+            conversation = store.get_conversation(user.user_id, check.conversation_id, db=db)
+            if conversation is None:  # deleted since the check
+                return SendStart()
         parent_id = conversation.leaf_id
         question = store.add_user_message(user.user_id, conversation.id, text, parent_id, db=db)
-        assert question is not None and question.id is not None, "checked in this transaction"
+        if question is None or question.id is None:
+            return SendStart()
         answer = store.start_answer(user.user_id, conversation.id, question.id, run_id, db=db)
-        assert answer is not None
+        if answer is None:
+            return SendStart()
         start = TurnStart(
-            get_transport(user.user_id, db=db),
+            check.transport,
             run_id,
             answer,
-            history,
+            check.history,
             conversation.title,
             shown=None,
             question=NewQuestion(message_rows([store.view_of(question)])[0], parent_id),
