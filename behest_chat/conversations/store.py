@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from behest_chat.accounts.models import utcnow
 from behest_chat.conversations.models import Conversation, Message, TokenUsage
@@ -33,9 +33,11 @@ __all__ = [
     "DEFAULT_PAGE",
     "STALE_AFTER",
     "TITLE_MAX",
+    "Asked",
     "ConversationSummary",
     "MessageView",
     "add_user_message",
+    "ask",
     "branch_history",
     "create_conversation",
     "delete_conversation",
@@ -131,8 +133,15 @@ def create_conversation(
     ``session_id``: the Behest session id, if already chosen (a new UUID otherwise).
     ``db``: add it in the caller's transaction (as every function here that takes one).
     """
+    conversation = _new_conversation(user_id, first_question, session_id)
+    with joined(db) as session:
+        session.add(conversation)
+    return conversation
+
+
+def _new_conversation(user_id: int, first_question: str, session_id: str | None) -> Conversation:
     now = utcnow()
-    conversation = Conversation(
+    return Conversation(
         id=new_conversation_id(),
         user_id=user_id,
         title=title_from(first_question),
@@ -140,9 +149,6 @@ def create_conversation(
         created_at=now,
         updated_at=now,
     )
-    with joined(db) as session:
-        session.add(conversation)
-    return conversation
 
 
 def get_conversation(
@@ -262,6 +268,88 @@ def add_user_message(
         conversation.updated_at = now
         db.add(conversation)
         return message
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A question stored at the end of its conversation's branch, with its answer started."""
+
+    conversation_id: str
+    session_id: str
+    title: str
+    question: Message
+    answer: Message
+
+
+def ask(
+    user_id: int,
+    conversation_id: str,
+    text: str,
+    run_id: str,
+    *,
+    session_id: str | None = None,
+    db: Session | None = None,
+) -> Asked | None:
+    """Store a question after the branch's last message and its ``streaming`` answer.
+
+    What :func:`add_user_message` then :func:`start_answer` do, in four statements (one
+    read, two inserts, one update) without the ORM's unit of work: every send runs it.
+    ``conversation_id`` ``""`` starts a new conversation (with ``session_id``, if given).
+
+    Returns:
+        The stored turn, or ``None`` if the conversation is not the user's (or gone).
+    """
+    conversations = Conversation.__table__  # type: ignore[attr-defined]
+    messages = Message.__table__  # type: ignore[attr-defined]
+    now = utcnow()
+    with joined(db) as db:
+        connection = db.connection()
+        if conversation_id:
+            found = connection.execute(
+                _branch_end_query(), {"conversation_id": conversation_id, "user_id": user_id}
+            ).first()
+            if found is None:
+                return None
+            leaf_id, title, title_is_custom, session_id, leaf_depth = found
+            if leaf_id is not None and leaf_depth is None:
+                return None  # the branch's end is not in this conversation
+            if leaf_id is None and not title_is_custom:
+                title = title_from(text)  # the first question names the conversation
+        else:
+            conversation = _new_conversation(user_id, text, session_id)
+            _insert(connection, conversations, conversation)
+            conversation_id, title = conversation.id, conversation.title
+            session_id = conversation.session_id
+            leaf_id = leaf_depth = None
+        depth = 0 if leaf_depth is None else leaf_depth + 1
+        question = Message(
+            conversation_id=conversation_id,
+            parent_id=leaf_id,
+            depth=depth,
+            role="user",
+            content=text,
+            created_at=now,
+            updated_at=now,
+        )
+        question.id = int(_insert(connection, messages, question))
+        answer = Message(
+            conversation_id=conversation_id,
+            parent_id=question.id,
+            depth=depth + 1,
+            role="assistant",
+            status="streaming",
+            run_id=run_id,
+            heartbeat_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        answer.id = int(_insert(connection, messages, answer))
+        connection.execute(
+            conversations.update()
+            .where(conversations.c.id == conversation_id)
+            .values(leaf_id=answer.id, title=title, draft="", updated_at=now)
+        )
+    return Asked(conversation_id, session_id, title, question, answer)
 
 
 def start_answer(
@@ -572,6 +660,37 @@ def record_usage(
                 created_at=moment,
             )
         )
+
+
+def _insert(connection: sa.Connection, table: sa.Table, row: SQLModel) -> Any:
+    """Insert ``row`` (its model's defaults filled in) and return its primary key."""
+    values = row.model_dump(exclude_none=True)
+    return connection.execute(table.insert().values(values)).inserted_primary_key[0]
+
+
+@functools.cache
+def _branch_end_query() -> Any:
+    """A user's conversation with the id and depth of its branch's last message."""
+    conversations = Conversation.__table__  # type: ignore[attr-defined]
+    messages = Message.__table__  # type: ignore[attr-defined]
+    leaf = sa.and_(
+        messages.c.id == conversations.c.leaf_id,
+        messages.c.conversation_id == conversations.c.id,
+    )
+    return (
+        sa.select(
+            conversations.c.leaf_id,
+            conversations.c.title,
+            conversations.c.title_is_custom,
+            conversations.c.session_id,
+            messages.c.depth,
+        )
+        .select_from(conversations.outerjoin(messages, leaf))
+        .where(
+            conversations.c.id == sa.bindparam("conversation_id"),
+            conversations.c.user_id == sa.bindparam("user_id"),
+        )
+    )
 
 
 def _utc_day(moment: datetime) -> date:

@@ -171,7 +171,7 @@ def check_send(user: SessionUser, conversation_id: str, text: str) -> SendCheck:
         )
         history.append(user_message(text))
         allowance = user_allowance(user, conversation_id, db=db)
-        refusal = allowance.refusal(budgets.estimate_prompt_tokens(history))
+        refusal = allowance.refusal_for(history)
         if refusal is not None:
             return SendCheck(refusal=refusal, allowance=allowance)
         return SendCheck(
@@ -187,35 +187,24 @@ def store_send(user: SessionUser, check: SendCheck, text: str, run_id: str) -> S
 
     A new conversation gets the session id the check chose (its request may be out already).
     """
-    with session_scope() as db:
-        created = not check.conversation_id
-        if created:
-            conversation = store.create_conversation(
-                user.user_id, text, session_id=check.session_id, db=db
-            )
-            db.flush()
-        else:
-            conversation = store.get_conversation(user.user_id, check.conversation_id, db=db)
-            if conversation is None:  # deleted since the check
-                return SendStart()
-        parent_id = conversation.leaf_id
-        question = store.add_user_message(user.user_id, conversation.id, text, parent_id, db=db)
-        if question is None or question.id is None:
-            return SendStart()
-        answer = store.start_answer(user.user_id, conversation.id, question.id, run_id, db=db)
-        if answer is None:
-            return SendStart()
-        start = TurnStart(
-            check.transport,
-            run_id,
-            answer,
-            check.history,
-            conversation.title,
-            shown=None,
-            question=NewQuestion(message_rows([store.view_of(question)])[0], parent_id),
-        )
-        turn = Turn(user, conversation.id, conversation.session_id, question.id)
-    return SendStart(turn, start, created)
+    asked = store.ask(
+        user.user_id, check.conversation_id, text, run_id, session_id=check.session_id
+    )
+    if asked is None:  # deleted since the check
+        return SendStart()
+    start = TurnStart(
+        check.transport,
+        run_id,
+        asked.answer,
+        check.history,
+        asked.title,
+        shown=None,
+        question=NewQuestion(
+            message_rows([store.view_of(asked.question)])[0], asked.question.parent_id
+        ),
+    )
+    turn = Turn(user, asked.conversation_id, asked.session_id, asked.question.id or 0)
+    return SendStart(turn, start, created=not check.conversation_id)
 
 
 @dataclass(frozen=True)

@@ -228,3 +228,48 @@ def test_drafts_are_kept_per_conversation_and_cleared_by_sending(alice) -> None:
     assert store.get_conversation(alice.user_id, chat.id).draft == "half-typed"
     store.add_user_message(alice.user_id, chat.id, "sent", None)
     assert store.get_conversation(alice.user_id, chat.id).draft == ""
+
+
+def test_ask_stores_the_question_and_its_answer_as_the_two_step_store_does(alice, bob) -> None:
+    question = "How do I sort a dict by value?"
+    asked = store.ask(alice.user_id, "", question, "run-1", session_id="s-1")
+    assert asked is not None and asked.question.id is not None and asked.answer.id is not None
+    chat = store.get_conversation(alice.user_id, asked.conversation_id)
+    assert (chat.title, chat.session_id, chat.leaf_id) == (
+        "How do I sort a dict by value?", "s-1", asked.answer.id
+    )
+    assert (asked.question.parent_id, asked.question.depth) == (None, 0)
+    assert store.streaming_answer(alice.user_id, chat.id).id == asked.answer.id
+    assert store.finish_answer(asked.answer.id, "run-1", status="done", content="sorted()")
+    store.save_draft(alice.user_id, chat.id, "half a thought")
+    # The next question follows the branch's end; the draft is cleared, the title kept.
+    second = store.ask(alice.user_id, chat.id, "And in reverse?", "run-2")
+    assert second is not None and second.session_id == "s-1"
+    assert (second.question.parent_id, second.question.depth) == (asked.answer.id, 2)
+    assert (second.answer.parent_id, second.answer.depth) == (second.question.id, 3)
+    chat = store.get_conversation(alice.user_id, chat.id)
+    assert (chat.leaf_id, chat.draft, chat.title) == (
+        second.answer.id, "", "How do I sort a dict by value?"
+    )
+    assert [m["content"] for m in store.branch_history(chat.id, second.question.id)] == [
+        "How do I sort a dict by value?", "sorted()", "And in reverse?"
+    ]
+    views, _ = store.window(alice.user_id, chat.id)
+    assert [(v.role, v.status, v.versions) for v in views] == [
+        ("user", "done", 1), ("assistant", "done", 1), ("user", "done", 1),
+        ("assistant", "streaming", 1),
+    ]
+    # Someone else's conversation, or one that does not exist, stores nothing.
+    assert store.ask(bob.user_id, chat.id, "mine now?", "run-3") is None
+    assert store.ask(alice.user_id, "0" * 32, "anyone?", "run-4") is None
+    assert store.get_conversation(alice.user_id, chat.id).leaf_id == second.answer.id
+
+
+def test_ask_names_an_empty_conversation_unless_it_was_renamed(alice) -> None:
+    chat = store.create_conversation(alice.user_id)
+    assert store.ask(alice.user_id, chat.id, "First question here", "run").title == (
+        "First question here"
+    )
+    renamed = store.create_conversation(alice.user_id)
+    store.rename_conversation(alice.user_id, renamed.id, "Mine")
+    assert store.ask(alice.user_id, renamed.id, "First question", "run").title == "Mine"
