@@ -20,11 +20,13 @@ what BPE tokenizers give for prose.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -42,6 +44,7 @@ __all__ = [
     "format_wait",
     "get_user_budget",
     "next_utc_midnight",
+    "prompt_token_bound",
     "set_user_budget",
     "tokens_used_in_conversation",
     "tokens_used_on_day",
@@ -68,6 +71,13 @@ def estimate_tokens(text: str) -> int:
 def estimate_prompt_tokens(messages: Iterable[Mapping[str, str]]) -> int:
     """A conservative estimate of the prompt tokens a request with ``messages`` costs."""
     raw = sum(estimate_tokens(str(m.get("content") or "")) + 1 + _PER_MESSAGE for m in messages)
+    return math.ceil((raw + _PER_MESSAGE) * _SAFETY)
+
+
+def prompt_token_bound(messages: Iterable[Mapping[str, str]]) -> int:
+    """A quick upper bound of :func:`estimate_prompt_tokens`: no piece counts more tokens
+    than it has characters, so a text's estimate is at most its length plus one."""
+    raw = sum(len(str(m.get("content") or "")) + 2 + _PER_MESSAGE for m in messages)
     return math.ceil((raw + _PER_MESSAGE) * _SAFETY)
 
 
@@ -151,6 +161,18 @@ class Allowance:
             )
         return None
 
+    def refusal_for(
+        self, messages: Sequence[Mapping[str, str]], now: datetime | None = None
+    ) -> tuple[str, str] | None:
+        """:meth:`refusal` for a request with ``messages``.
+
+        Their tokens are counted only if the request could come near a limit: far from
+        one, a bound from their length says enough (every send of a long chat checks).
+        """
+        if self.refusal(prompt_token_bound(messages), now) is None:
+            return None
+        return self.refusal(estimate_prompt_tokens(messages), now)
+
     def summary(self) -> str:
         """One line for the composer, e.g. ``"48,750 of 50,000 tokens left today (free)"``."""
         parts = []
@@ -187,21 +209,46 @@ def allowance_for(
         db: read in the caller's transaction.
     """
     current = now or utcnow()
-    override = get_user_budget(user_id, db=db)
-    if override is not None:
-        if override.daily_tokens is not None:
-            daily_budget = override.daily_tokens
-        if override.conversation_cap is not None:
-            conversation_cap = override.conversation_cap or None
+    params = {
+        "user_id": user_id,
+        "day": current.astimezone(UTC).date(),
+        "conversation_id": conversation_id,
+    }
+    with joined(db) as session:
+        # One statement: every send checks the allowance before its request goes out.
+        used_today, used_in_conversation, daily_override, cap_override = (
+            session.connection().execute(_allowance_query(), params).one()
+        )
+    if daily_override is not None:
+        daily_budget = daily_override
+    if cap_override is not None:
+        conversation_cap = cap_override or None
     return Allowance(
         tier=tier,
         daily_budget=daily_budget,
-        used_today=tokens_used_on_day(user_id, current, db=db),
+        used_today=int(used_today),
         conversation_cap=conversation_cap,
-        used_in_conversation=(
-            tokens_used_in_conversation(conversation_id, db=db) if conversation_id else 0
-        ),
+        used_in_conversation=int(used_in_conversation),
         resets_at=next_utc_midnight(current),
+    )
+
+
+@functools.cache
+def _allowance_query() -> Any:
+    """Tokens today, tokens in the conversation, and the operator's overrides (or NULLs)."""
+    usage = TokenUsage.__table__  # type: ignore[attr-defined]
+    budget = TokenBudget.__table__  # type: ignore[attr-defined]
+    spent = sa.func.coalesce(sa.func.sum(usage.c.prompt_tokens + usage.c.completion_tokens), 0)
+    user_id = sa.bindparam("user_id")
+    return sa.select(
+        sa.select(spent)
+        .where(usage.c.user_id == user_id, usage.c.day == sa.bindparam("day"))
+        .scalar_subquery(),
+        sa.select(spent)
+        .where(usage.c.conversation_id == sa.bindparam("conversation_id"))
+        .scalar_subquery(),
+        sa.select(budget.c.daily_tokens).where(budget.c.user_id == user_id).scalar_subquery(),
+        sa.select(budget.c.conversation_cap).where(budget.c.user_id == user_id).scalar_subquery(),
     )
 
 

@@ -682,7 +682,7 @@ class ChatState(AuthState):
         self, allowance: budgets.Allowance, messages: Sequence[dict[str, str]]
     ) -> bool:
         """Whether ``messages`` would go beyond ``allowance``; if so, say why."""
-        refusal = allowance.refusal(budgets.estimate_prompt_tokens(messages))
+        refusal = allowance.refusal_for(messages)
         if refusal is None:
             return False
         async with self:

@@ -63,6 +63,19 @@ def test_refusal_names_the_limit_the_usage_and_the_reset() -> None:
     assert _allowance(10**9, 0).refusal(10**6, NOON) is None  # 0 = no daily budget
 
 
+@pytest.mark.parametrize(
+    "text", ["hello world.", "a.b(c)[d]{e} == f!? " * 20, "x" * 500, "中文ℕ² — é ", ""]
+)
+def test_the_quick_bound_decides_only_far_from_a_limit(text) -> None:
+    messages = [{"role": "user", "content": text}, {"role": "assistant", "content": text}]
+    estimate = budgets.estimate_prompt_tokens(messages)
+    assert budgets.prompt_token_bound(messages) >= estimate
+    # Near the limit the counted estimate decides, to the token: as refusal() would.
+    for room in (estimate - 1, estimate, estimate + 1, 10 * estimate + 100):
+        allowance = _allowance(1000 - room, 1000)
+        assert allowance.refusal_for(messages, NOON) == allowance.refusal(estimate, NOON)
+
+
 def test_summary_shows_what_is_left() -> None:
     assert _allowance(1250, 50_000).summary() == "48,750 of 50,000 tokens left today (free)"
     assert _allowance(60_000, 50_000, cap=5000, in_chat=4000).summary() == (
