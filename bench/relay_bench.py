@@ -262,6 +262,24 @@ def running_app(**env: str) -> Iterator[Any]:
             yield server
 
 
+@contextlib.contextmanager
+def gateway_process() -> Iterator[dict[str, str]]:
+    """A gateway process of its own (offline model, 5 ms/token, no limits): the app's env."""
+    from tests.fixtures.gateway import start_gateway
+
+    with tempfile.TemporaryDirectory(prefix="behest-bench-gateway-") as directory:
+        gateway = start_gateway(
+            Path(directory),
+            {"BEHEST_GATEWAY_TOKEN_DELAY_MS": "5", "BEHEST_GATEWAY_LIMITS": UNLIMITED_ENV},
+            project={"allowed_origins": []},
+            faults=False,
+        )
+        try:
+            yield {"BEHEST_BASE_URL": gateway.base_url, "BEHEST_KEY": gateway.api_key}
+        finally:
+            gateway.stop()
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0-100) by linear interpolation."""
     ordered = sorted(values)
@@ -319,11 +337,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--replies", type=int, default=60)
     parser.add_argument("--tokens", type=int, default=60)
+    parser.add_argument(
+        "--gateway", choices=("embedded", "process"), default="embedded",
+        help="the app's default embedded gateway, or a gateway process of its own (as Behest "
+             "is: the app's interpreter then does not also serve the gateway)",
+    )
     args = parser.parse_args()
-    print("Starting the app (one worker, SQLite, embedded gateway at 5 ms/token) ...")
-    with running_app(BEHEST_GATEWAY_TOKEN_DELAY_MS="5") as app:
+    print(f"Starting the app (one worker, SQLite, {args.gateway} gateway at 5 ms/token) ...")
+    with contextlib.ExitStack() as stack:
+        env = {"BEHEST_GATEWAY_TOKEN_DELAY_MS": "5"}
+        if args.gateway == "process":
+            env.update(stack.enter_context(gateway_process()))
+        app = stack.enter_context(running_app(**env))
         samples = asyncio.run(measure(app, args.replies, args.tokens))
-    print(f"\nRelay overhead, {args.replies} replies of {args.tokens} tokens each (ms)")
+    print(f"\nRelay overhead, {args.replies} replies of {args.tokens} tokens each, "
+          f"{args.gateway} gateway (ms)")
     print(f"  {'':<22}{'p50':>9}{'p95':>9}")
     for label, key in (("first token, app", "app_first"), ("first token, direct", "direct_first"),
                        ("total, app", "app_total"), ("total, direct", "direct_total")):
