@@ -20,7 +20,9 @@ added p95 (app p95 minus that direct p95) and, stricter, app p95 minus the idle 
 p50 ("vs idle"); errors (a reply not filed as done within 60 s), mean CPU cores used
 by the app's processes (gateway included) and by the client while the streams ran, and
 wall time. The client runs on the same machine and takes CPU too. Target: 200 streams on
-2 cores with no errors and p95 added latency < 250 ms. Prints figures; asserts nothing.
+2 cores with no errors and p95 added latency < 250 ms, judged on "vs idle" (at 200 streams
+the direct p95 is slowed by this one client process reading every token of every stream).
+``--configs`` runs only some configurations. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -236,8 +238,10 @@ def main() -> None:
     for name in results:
         if name.startswith(label):
             top = results[name][max(levels)]
-            ok = top["errors"] == 0 and top["added"] < TARGET_ADDED_P95_MS
-            print(f"Target: {max(levels)} streams, no errors, p95 added < "
+            # Judged on "vs idle": at 200 streams the direct baseline is slowed by this one
+            # client process parsing every token of every stream, which flatters "added".
+            ok = top["errors"] == 0 and top["idle_added"] < TARGET_ADDED_P95_MS
+            print(f"Target: {max(levels)} streams, no errors, p95 added (vs idle) < "
                   f"{TARGET_ADDED_P95_MS:.0f} ms ({name}): {'meets' if ok else 'misses'}")
 
 
