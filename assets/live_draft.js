@@ -84,8 +84,13 @@ const subscribe = (listener) => {
 };
 const current = () => snapshot;
 
-// Server-side prerendering has no window; the page sets it when it runs.
-if (typeof window !== "undefined") window.behestLive = Object.freeze({ put });
+// Server-side prerendering has no window; the page sets it when it runs, and first applies
+// the pieces that came before this module (kept by assets/live_queue.js).
+if (typeof window !== "undefined") {
+  const early = window.behestLive?.pending ?? [];
+  window.behestLive = Object.freeze({ put });
+  early.forEach(([answerId, at, text]) => put(answerId, at, text));
+}
 
 // {answerId: text shown so far} of the answers pieces arrived for.
 export function useLiveDrafts() {

@@ -17,7 +17,11 @@ from behest_chat.state.usage import UsageState
 app = rx.App(
     # Plain <script> tags in the prerendered head run before hydration, so a form sent the
     # moment the page appears is still handled (rx.script would add them only afterwards).
-    head_components=[rx.el.script(src="/auth.js"), rx.el.script(src="/direct.js")],
+    head_components=[
+        rx.el.script(src="/auth.js"),
+        rx.el.script(src="/direct.js"),
+        rx.el.script(src="/live_queue.js"),
+    ],
     api_transformer=create_api(get_settings(), get_client),
     # A Redis or database outage is named in one calm sentence, not "An error occurred".
     backend_exception_handler=backend_exception_handler,

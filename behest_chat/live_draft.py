@@ -4,7 +4,8 @@ A Reflex var is sent whole on every change, so a reply pushed as one growing var
 square of its length on the websocket. Instead the server sends each new piece with its
 offset in the answer (:func:`put`), and ``assets/live_draft.js`` joins the pieces in the
 page, where :func:`live_text` reads them for rendering. A page that arrives mid-answer gets
-the text so far as one piece at offset 0.
+the text so far as one piece at offset 0; pieces that come before the page's modules have
+loaded are kept by ``assets/live_queue.js``, a script in the page's head.
 """
 
 from __future__ import annotations

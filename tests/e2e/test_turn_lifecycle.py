@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.e2e.test_conversations import (
     answers,
@@ -92,6 +92,29 @@ def test_reload_mid_answer_shows_the_partial_and_the_answer_completes(
     expect(done).to_have_count(1, timeout=30_000)
     assert len(done.inner_text()) > len(partial)
     expect(page.locator('[data-testid="message"][data-role="user"]')).to_have_text("long: 200")
+
+
+def test_reload_mid_answer_on_a_slow_network_shows_the_partial_while_streaming(
+    page: Page, app_server
+) -> None:
+    sign_up(page, app_server.url)
+    app_server.clear_faults()
+    ask(page, "long: 400")
+    partial = streaming_text(page, 150)
+
+    def slow_live_drafts(route: Route) -> None:
+        # The page's code that holds replies in progress comes late, after the server has
+        # already sent the text so far: that text must not be lost.
+        response = route.fetch()
+        if b"behestLive" in response.body():
+            time.sleep(1.5)
+        route.fulfill(response=response)
+
+    page.route(re.compile(r".*/assets/.*\.js$"), slow_live_drafts)
+    page.reload()
+    shown = streaming_text(page, len(partial))
+    assert shown.startswith(partial[:120])
+    expect(answers(page, "done")).to_have_count(1, timeout=30_000)
 
 
 def test_a_dropped_websocket_reconnects_and_the_answer_completes(page: Page, app_server) -> None:
