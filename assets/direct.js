@@ -411,9 +411,11 @@
   // ── the settings page's origin check ───────────────────────────────────────
   // Whether this browser reaches the gateway at all. A "no-cors" request needs no CORS
   // approval (its answer is opaque), so it fails only when the gateway cannot be reached.
+  // It asks for the public JWKS: a path that needs no token, so the browser's console
+  // shows no 401 for a check that passed.
   async function browserReaches(baseUrl) {
     try {
-      await fetch(baseUrl + "/v1/models", {
+      await fetch(baseUrl + "/.well-known/jwks.json", {
         mode: "no-cors",
         credentials: "omit",
         cache: "no-store",
