@@ -252,10 +252,10 @@ def _allowance_query() -> Any:
     )
 
 
-def tokens_used_on_day(user_id: int, moment: datetime, *, db: Session | None = None) -> int:
+def tokens_used_on_day(user_id: int, moment: datetime) -> int:
     """The user's tokens on the UTC day of ``moment``."""
     day = moment.astimezone(UTC).date()
-    with joined(db) as db:
+    with session_scope() as db:
         total = db.exec(
             select(
                 sa.func.coalesce(
@@ -266,9 +266,9 @@ def tokens_used_on_day(user_id: int, moment: datetime, *, db: Session | None = N
     return int(total)
 
 
-def tokens_used_in_conversation(conversation_id: str, *, db: Session | None = None) -> int:
+def tokens_used_in_conversation(conversation_id: str) -> int:
     """Every token a conversation has cost (all days, all versions of its answers)."""
-    with joined(db) as db:
+    with session_scope() as db:
         total = db.exec(
             select(
                 sa.func.coalesce(
@@ -279,9 +279,9 @@ def tokens_used_in_conversation(conversation_id: str, *, db: Session | None = No
     return int(total)
 
 
-def get_user_budget(user_id: int, *, db: Session | None = None) -> TokenBudget | None:
+def get_user_budget(user_id: int) -> TokenBudget | None:
     """The operator's override for a user, if any."""
-    with joined(db) as db:
+    with session_scope() as db:
         return db.get(TokenBudget, user_id)
 
 

@@ -121,25 +121,16 @@ def title_from(text: str) -> str:
     return cut.rstrip(" ,.;:") + "…"
 
 
-def create_conversation(
-    user_id: int,
-    first_question: str = "",
-    *,
-    session_id: str | None = None,
-    db: Session | None = None,
-) -> Conversation:
-    """Start a conversation with its own Behest session id; the title comes from the question.
-
-    ``session_id``: the Behest session id, if already chosen (a new UUID otherwise).
-    ``db``: add it in the caller's transaction (as every function here that takes one).
-    """
-    conversation = _new_conversation(user_id, first_question, session_id)
-    with joined(db) as session:
-        session.add(conversation)
+def create_conversation(user_id: int, first_question: str = "") -> Conversation:
+    """Start a conversation with its own Behest session id; the title comes from the question."""
+    conversation = _new_conversation(user_id, first_question, None)
+    with session_scope() as db:
+        db.add(conversation)
     return conversation
 
 
 def _new_conversation(user_id: int, first_question: str, session_id: str | None) -> Conversation:
+    """A new conversation (not stored yet); ``session_id`` ``None``: a new UUID."""
     now = utcnow()
     return Conversation(
         id=new_conversation_id(),
@@ -231,33 +222,19 @@ def save_draft(user_id: int, conversation_id: str, text: str) -> bool:
 
 
 def add_user_message(
-    user_id: int,
-    conversation_id: str,
-    text: str,
-    parent_id: int | None,
-    *,
-    db: Session | None = None,
+    user_id: int, conversation_id: str, text: str, parent_id: int | None
 ) -> Message | None:
     """Store a question under ``parent_id`` (the branch's last message, or an edited one's parent).
 
     A new version (an edit) is simply a second child of the same parent. The conversation's
     visible branch moves to the new message, and its draft is cleared.
     """
-    with joined(db) as db:
+    with session_scope() as db:
         conversation = _owned(db, user_id, conversation_id)
         if conversation is None or not _parent_ok(db, conversation_id, parent_id):
             return None
-        depth = _depth_under(db, parent_id)
         now = utcnow()
-        message = Message(
-            conversation_id=conversation_id,
-            parent_id=parent_id,
-            depth=depth,
-            role="user",
-            content=text,
-            created_at=now,
-            updated_at=now,
-        )
+        message = _question(conversation_id, parent_id, _depth_under(db, parent_id), text, now)
         db.add(message)
         db.flush()
         if not conversation.title_is_custom and conversation.leaf_id is None:
@@ -322,27 +299,9 @@ def ask(
             session_id = conversation.session_id
             leaf_id = leaf_depth = None
         depth = 0 if leaf_depth is None else leaf_depth + 1
-        question = Message(
-            conversation_id=conversation_id,
-            parent_id=leaf_id,
-            depth=depth,
-            role="user",
-            content=text,
-            created_at=now,
-            updated_at=now,
-        )
+        question = _question(conversation_id, leaf_id, depth, text, now)
         question.id = int(_insert(connection, messages, question))
-        answer = Message(
-            conversation_id=conversation_id,
-            parent_id=question.id,
-            depth=depth + 1,
-            role="assistant",
-            status="streaming",
-            run_id=run_id,
-            heartbeat_at=now,
-            created_at=now,
-            updated_at=now,
-        )
+        answer = _answer(conversation_id, question.id, depth + 1, run_id, now)
         answer.id = int(_insert(connection, messages, answer))
         connection.execute(
             conversations.update()
@@ -353,31 +312,16 @@ def ask(
 
 
 def start_answer(
-    user_id: int,
-    conversation_id: str,
-    question_id: int,
-    run_id: str,
-    *,
-    db: Session | None = None,
+    user_id: int, conversation_id: str, question_id: int, run_id: str
 ) -> Message | None:
     """Create the assistant message that a turn is about to stream (status ``streaming``)."""
-    with joined(db) as db:
+    with session_scope() as db:
         conversation = _owned(db, user_id, conversation_id)
         question = _message_in(db, conversation_id, question_id, role="user")
         if conversation is None or question is None:
             return None
         now = utcnow()
-        answer = Message(
-            conversation_id=conversation_id,
-            parent_id=question_id,
-            depth=question.depth + 1,
-            role="assistant",
-            status="streaming",
-            run_id=run_id,
-            heartbeat_at=now,
-            created_at=now,
-            updated_at=now,
-        )
+        answer = _answer(conversation_id, question_id, question.depth + 1, run_id, now)
         db.add(answer)
         db.flush()
         conversation.leaf_id = answer.id
@@ -660,6 +604,37 @@ def record_usage(
                 created_at=moment,
             )
         )
+
+
+def _question(
+    conversation_id: str, parent_id: int | None, depth: int, text: str, now: datetime
+) -> Message:
+    return Message(
+        conversation_id=conversation_id,
+        parent_id=parent_id,
+        depth=depth,
+        role="user",
+        content=text,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _answer(
+    conversation_id: str, question_id: int, depth: int, run_id: str, now: datetime
+) -> Message:
+    """An answer about to stream under ``run_id``."""
+    return Message(
+        conversation_id=conversation_id,
+        parent_id=question_id,
+        depth=depth,
+        role="assistant",
+        status="streaming",
+        run_id=run_id,
+        heartbeat_at=now,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _insert(connection: sa.Connection, table: sa.Table, row: SQLModel) -> Any:
