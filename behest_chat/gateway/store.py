@@ -2,21 +2,25 @@
 
 Threads (contract §5.1-5.2) are keyed by (project, uid, thread id), so one user never sees
 another's. Usage is kept as one record per chat completion and summed on read, which keeps
-per-uid, per-session and per-time-bucket views consistent with each other.
+per-uid, per-session and per-time-bucket views consistent with each other. Only the last
+:data:`USAGE_RECORDS_KEPT` completions are kept, so a gateway left running does not grow
+without bound (the app keeps its own ledger in its database).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["Stats", "Store", "Thread", "ThreadMessage", "UsageRecord", "iso"]
+__all__ = ["USAGE_RECORDS_KEPT", "Stats", "Store", "Thread", "ThreadMessage", "UsageRecord", "iso"]
 
 _TITLE_LENGTH = 60
+# About 35 MB of records (UUID session ids): weeks of a busy demo.
+USAGE_RECORDS_KEPT = 100_000
 
 
 def iso(timestamp: float) -> str:
@@ -96,10 +100,11 @@ class Stats:
 class Store:
     """Threads, usage and counters of one gateway."""
 
-    def __init__(self) -> None:
+    def __init__(self, usage_records_kept: int = USAGE_RECORDS_KEPT) -> None:
         self.stats = Stats()
         self._threads: dict[tuple[str, str, str], Thread] = {}
-        self._usage: list[UsageRecord] = []
+        # The oldest record goes once the limit is reached.
+        self._usage: deque[UsageRecord] = deque(maxlen=usage_records_kept)
         self._ids = itertools.count(1)
 
     def reset(self) -> None:
