@@ -8,11 +8,14 @@ goes to the page as pieces (:mod:`behest_chat.live_draft`) at most every
 handler checks, against the server-side session, that the user owns what it touches.
 
 One turn lifecycle. A turn runs as a background task registered in
-:data:`behest_chat.inflight.turns` under its conversation id. Its question is stored before
-anything is sent, its answer is created as ``streaming`` and saved with a heartbeat at least
-every second (:class:`behest_chat.conversations.TurnRecorder`), and every ending — done,
-Stop, upstream error, cut stream, idle timeout, server shutdown — closes the upstream
-request, keeps the text that arrived and marks the answer with the reason:
+:data:`behest_chat.inflight.turns` under its conversation id. Its checks (session, live
+answer, budgets) pass before anything is sent; a new question's request then goes out while
+the question and its answer are stored (a request whose rows cannot be stored is cancelled),
+and no text is shown before both exist. The answer is created as ``streaming`` and saved with
+a heartbeat at least every second (:class:`behest_chat.conversations.TurnRecorder`), and
+every ending — done, Stop, upstream error, cut stream, idle timeout, server shutdown —
+closes the upstream request, keeps the text that arrived and marks the answer with the
+reason:
 
 - 401: the client re-mints the token and retries once by itself;
 - 402: the tier's daily quota, with limit, usage and reset time; no retry, and later sends

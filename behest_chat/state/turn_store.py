@@ -62,7 +62,7 @@ CONTINUE_PROMPT = "Continue your previous answer exactly where it stopped. Do no
 
 @dataclass(frozen=True)
 class Turn:
-    """What a background turn needs, read once under the state lock."""
+    """What a background turn needs: who asks, in which conversation, after which question."""
 
     user: SessionUser
     conversation_id: str
