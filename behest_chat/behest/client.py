@@ -124,9 +124,11 @@ class BehestClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
-            # A chat server streams many answers at once: keep their connections for the
-            # next turns (idle ones still close after httpx's 5 s keep-alive expiry).
-            limits=httpx.Limits(max_connections=500, max_keepalive_connections=500),
+            # Few idle connections: httpcore polls every idle socket (and counts the whole
+            # pool once per idle connection) each time a request starts or ends, so hundreds
+            # of them cost more than opening new ones. With 200 answers streaming, client
+            # CPU per chunk fell from 205 to 85 µs when 20 were kept instead of 500.
+            limits=httpx.Limits(max_connections=500, max_keepalive_connections=20),
             headers={"User-Agent": "behest-chat"},
         )
         self.chat = Chat(self)
