@@ -7,12 +7,15 @@ on every request and every Reflex event, so sign-out, expiry and tier changes ap
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import update
 from sqlmodel import Session, select
 
@@ -115,22 +118,44 @@ def resolve(secret: str | None) -> SessionUser | None:
         return None
     now = utcnow()
     with session_scope() as db:
-        row = db.exec(
-            select(AuthSession, User)
-            .join(User, User.id == AuthSession.user_id)  # type: ignore[arg-type]
-            .where(
-                AuthSession.secret_sha256 == hash_secret(secret),
-                AuthSession.revoked_at.is_(None),  # type: ignore[union-attr]
-                AuthSession.expires_at > now,
-            )
+        connection = db.connection()
+        row = connection.execute(
+            _live_session_query(), {"digest": hash_secret(secret), "now": now}
         ).first()
         if row is None:
             return None
-        auth, user = row
-        if now - auth.last_seen_at >= _TOUCH_INTERVAL:
-            auth.last_seen_at = now
-            db.add(auth)
-        return SessionUser.from_row(user)
+        if now - row.last_seen_at >= _TOUCH_INTERVAL:
+            sessions = AuthSession.__table__  # type: ignore[attr-defined]
+            connection.execute(
+                sessions.update().where(sessions.c.id == row.session_id).values(last_seen_at=now)
+            )
+        return SessionUser(row.user_id, row.username, row.display_name, row.tier)
+
+
+@functools.cache
+def _live_session_query() -> Any:
+    """The unrevoked, unexpired session with a digest, and its user.
+
+    Built once: on every event, building the statement cost more than running it.
+    """
+    sessions = AuthSession.__table__  # type: ignore[attr-defined]
+    users = User.__table__  # type: ignore[attr-defined]
+    return (
+        sa.select(
+            sessions.c.id.label("session_id"),
+            sessions.c.last_seen_at,
+            users.c.id.label("user_id"),
+            users.c.username,
+            users.c.display_name,
+            users.c.tier,
+        )
+        .select_from(sessions.join(users, users.c.id == sessions.c.user_id))
+        .where(
+            sessions.c.secret_sha256 == sa.bindparam("digest"),
+            sessions.c.revoked_at.is_(None),
+            sessions.c.expires_at > sa.bindparam("now"),
+        )
+    )
 
 
 def revoke(secret: str | None) -> bool:
