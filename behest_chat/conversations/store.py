@@ -686,11 +686,20 @@ def _owned(db: Session, user_id: int, conversation_id: str) -> Conversation | No
 
 
 def _streaming(db: Session, conversation_id: str) -> Message | None:
-    return db.exec(
-        select(Message)
-        .where(Message.conversation_id == conversation_id, Message.status == "streaming")
-        .order_by(col(Message.id).desc())
+    return db.exec(  # type: ignore[call-overload]
+        _streaming_query(), params={"conversation_id": conversation_id}
     ).first()
+
+
+@functools.cache
+def _streaming_query() -> Any:
+    """A conversation's answers marked ``streaming``, newest first (read on every send)."""
+    return (
+        select(Message)
+        .where(Message.conversation_id == sa.bindparam("conversation_id"))
+        .where(Message.status == "streaming")
+        .order_by(col(Message.id).desc())
+    )
 
 
 def _parent_ok(db: Session, conversation_id: str, parent_id: int | None) -> bool:
