@@ -36,6 +36,7 @@ __all__ = [
     "Asked",
     "ConversationSummary",
     "MessageView",
+    "SendTarget",
     "add_user_message",
     "ask",
     "branch_history",
@@ -55,6 +56,7 @@ __all__ = [
     "save_draft",
     "save_progress",
     "select_version",
+    "send_target",
     "start_answer",
     "stop_requested",
     "streaming_answer",
@@ -425,6 +427,41 @@ def stop_requested(message_id: int) -> bool:
         return bool(answer and answer.stop_requested)
 
 
+@dataclass(frozen=True)
+class SendTarget:
+    """A conversation as a new question sees it.
+
+    Attributes:
+        leaf_id: the branch's last message (``None``: the conversation is empty).
+        session_id: the conversation's Behest session.
+        busy: an answer is still being written (its newest ``streaming`` answer is live).
+    """
+
+    leaf_id: int | None
+    session_id: str
+    busy: bool
+
+
+def send_target(
+    user_id: int, conversation_id: str, *, db: Session | None = None
+) -> SendTarget | None:
+    """The user's conversation as a new question sees it (one query; read on every send),
+    or ``None`` if it is not theirs or gone."""
+    if not isinstance(conversation_id, str) or not _ID_RE.fullmatch(conversation_id):
+        return None
+    with joined(db) as db:
+        row = (
+            db.connection()
+            .execute(_send_target_query(), {"conversation_id": conversation_id, "user_id": user_id})
+            .first()
+        )
+    if row is None:
+        return None
+    beat = row.heartbeat_at
+    busy = beat is not None and utcnow() - _aware(beat) < STALE_AFTER
+    return SendTarget(row.leaf_id, row.session_id, busy)
+
+
 def streaming_answer(
     user_id: int, conversation_id: str, *, db: Session | None = None
 ) -> Message | None:
@@ -689,6 +726,28 @@ def _streaming(db: Session, conversation_id: str) -> Message | None:
     return db.exec(  # type: ignore[call-overload]
         _streaming_query(), params={"conversation_id": conversation_id}
     ).first()
+
+
+@functools.cache
+def _send_target_query() -> Any:
+    """A user's conversation with the heartbeat of its newest ``streaming`` answer (or NULL),
+    what :func:`is_live` reads."""
+    conversations = Conversation.__table__  # type: ignore[attr-defined]
+    messages = Message.__table__  # type: ignore[attr-defined]
+    newest_streaming = (
+        sa.select(messages.c.heartbeat_at)
+        .where(messages.c.conversation_id == conversations.c.id)
+        .where(messages.c.status == "streaming")
+        .order_by(messages.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return sa.select(
+        conversations.c.leaf_id, conversations.c.session_id, newest_streaming.label("heartbeat_at")
+    ).where(
+        conversations.c.id == sa.bindparam("conversation_id"),
+        conversations.c.user_id == sa.bindparam("user_id"),
+    )
 
 
 @functools.cache

@@ -157,16 +157,16 @@ def check_send(user: SessionUser, conversation_id: str, text: str) -> SendCheck:
     question with its history must fit the budgets.
     """
     with session_scope() as db:
-        conversation = None
+        target = None
         if conversation_id:
-            conversation = store.get_conversation(user.user_id, conversation_id, db=db)
-            if conversation is None:
+            target = store.send_target(user.user_id, conversation_id, db=db)
+            if target is None:
                 return SendCheck(refusal=("missing", MISSING))
-            if is_live(store.streaming_answer(user.user_id, conversation_id, db=db)):
+            if target.busy:
                 return SendCheck(refusal=("busy", BUSY))
         history = (
-            store.branch_history(conversation.id, conversation.leaf_id, db=db)
-            if conversation is not None and conversation.leaf_id is not None
+            store.branch_history(conversation_id, target.leaf_id, db=db)
+            if target is not None and target.leaf_id is not None
             else []
         )
         history.append(user_message(text))
@@ -176,7 +176,7 @@ def check_send(user: SessionUser, conversation_id: str, text: str) -> SendCheck:
             return SendCheck(refusal=refusal, allowance=allowance)
         return SendCheck(
             conversation_id=conversation_id,
-            session_id=conversation.session_id if conversation is not None else str(uuid.uuid4()),
+            session_id=target.session_id if target is not None else str(uuid.uuid4()),
             transport=get_transport(user.user_id, db=db),
             history=history,
         )

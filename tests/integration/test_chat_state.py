@@ -221,6 +221,28 @@ async def test_a_turn_in_the_newest_conversation_does_not_resend_the_sidebar(
     assert not any(k.startswith("conversations") for k in sent)
 
 
+async def test_a_send_while_another_process_writes_the_answer_is_refused(
+    tab: Tab, gateway
+) -> None:
+    from behest_chat.conversations import store
+
+    await tab.run("send", form_data={"prompt": "echo: first"})
+    state = await tab.state()
+    conversation_id, user_id = state.conversation_id, accounts.find_user("alice").user_id
+    # Another worker is answering a question asked in this conversation from another tab.
+    last = int(state.messages[-1]["id"])
+    asked = store.add_user_message(user_id, conversation_id, "elsewhere", last)
+    assert store.start_answer(user_id, conversation_id, asked.id, "another-run") is not None
+    before = gateway.stats()["chat_requests"]
+    await tab.run("send", form_data={"prompt": "echo: second"})
+    state = await tab.state()
+    assert state.notice_kind == "busy"
+    assert gateway.stats()["chat_requests"] == before
+    stored = [m.content for m in store.window(user_id, conversation_id)[0]]
+    assert stored == ["echo: first", "first", "elsewhere", ""]
+    assert "echo: second" in repr(tab.recorder.events())  # given back to the composer
+
+
 async def test_signed_out_tab_is_redirected_and_nothing_is_sent(
     anonymous_tab: Tab, gateway
 ) -> None:

@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
@@ -15,6 +16,7 @@ from behest_chat import db
 from behest_chat.accounts import service as accounts
 from behest_chat.accounts.models import utcnow
 from behest_chat.conversations import store
+from behest_chat.conversations.models import Message
 
 
 @pytest.fixture
@@ -171,6 +173,29 @@ def test_a_streaming_answer_is_saved_and_a_late_run_cannot_overwrite_its_end(ali
     assert not store.save_progress(reply.id, "run-a", "more")
     assert not store.finish_answer(reply.id, "run-a", status="done", content="late")
     assert store.message_for_user(alice.user_id, reply.id).content == "partial text"
+
+
+def test_a_send_sees_the_branch_end_and_whether_an_answer_is_being_written(alice, bob) -> None:
+    chat = store.create_conversation(alice.user_id)
+    empty = store.send_target(alice.user_id, chat.id)
+    assert empty == store.SendTarget(None, chat.session_id, busy=False)
+    last = turn(alice, chat.id, None, "q", "a")
+    assert store.send_target(alice.user_id, chat.id) == store.SendTarget(
+        last, chat.session_id, busy=False
+    )
+    question = store.add_user_message(alice.user_id, chat.id, "q2", last)
+    reply = store.start_answer(alice.user_id, chat.id, question.id, "run")
+    assert store.send_target(alice.user_id, chat.id).busy
+    # A streaming answer whose process went quiet no longer makes the conversation busy.
+    with db.session_scope() as session:
+        session.connection().execute(
+            sa.update(Message)
+            .where(Message.id == reply.id)
+            .values(heartbeat_at=utcnow() - store.STALE_AFTER - timedelta(seconds=1))
+        )
+    assert not store.send_target(alice.user_id, chat.id).busy
+    assert store.send_target(bob.user_id, chat.id) is None
+    assert store.send_target(alice.user_id, "not-an-id") is None
 
 
 def test_stop_is_recorded_on_the_streaming_answer(alice) -> None:
