@@ -157,28 +157,42 @@ def get_conversation(
 def list_conversations(
     user_id: int, query: str = "", limit: int = _SEARCH_LIMIT, *, db: Session | None = None
 ) -> list[ConversationSummary]:
-    """The user's conversations, newest activity first; ``query`` matches titles and text."""
-    statement = select(Conversation).where(Conversation.user_id == user_id)
+    """The user's conversations, newest activity first; ``query`` matches titles and text.
+
+    Read at every page load and at the end of every turn: only the three columns the
+    sidebar shows, with the statement built once unless there is a search.
+    """
+    statement = _recent_conversations_query()
     needle = " ".join(query.split())
     if needle:
+        conversations = Conversation.__table__  # type: ignore[attr-defined]
+        messages = Message.__table__  # type: ignore[attr-defined]
         pattern = "%" + _escape_like(needle) + "%"
         in_text = (
-            select(Message.id)
+            sa.select(messages.c.id)
             .where(
-                Message.conversation_id == Conversation.id,
-                col(Message.content).ilike(pattern, escape="\\"),
+                messages.c.conversation_id == conversations.c.id,
+                messages.c.content.ilike(pattern, escape="\\"),
             )
             .exists()
         )
         statement = statement.where(
-            sa.or_(col(Conversation.title).ilike(pattern, escape="\\"), in_text)
+            sa.or_(conversations.c.title.ilike(pattern, escape="\\"), in_text)
         )
-    statement = statement.order_by(col(Conversation.updated_at).desc()).limit(limit)
     with joined(db) as db:
-        return [
-            ConversationSummary(id=c.id, title=c.title, updated_at=c.updated_at)
-            for c in db.exec(statement)
-        ]
+        rows = db.connection().execute(statement, {"user_id": user_id, "limit": limit})
+        return [ConversationSummary(id=r.id, title=r.title, updated_at=r.updated_at) for r in rows]
+
+
+@functools.cache
+def _recent_conversations_query() -> Any:
+    conversations = Conversation.__table__  # type: ignore[attr-defined]
+    return (
+        sa.select(conversations.c.id, conversations.c.title, conversations.c.updated_at)
+        .where(conversations.c.user_id == sa.bindparam("user_id"))
+        .order_by(conversations.c.updated_at.desc())
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
 
 
 def rename_conversation(user_id: int, conversation_id: str, title: str) -> str | None:
