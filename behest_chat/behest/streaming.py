@@ -1,9 +1,10 @@
 """``ChatStream``: OpenAI-shaped chunk dicts from an open SSE response, closed promptly.
 
-The stream owns the HTTP response. It closes it when ``[DONE]`` arrives, when anything
-goes wrong, when the consumer calls ``aclose()`` or leaves ``async with``, when the task
-iterating it is cancelled, and when an ``async for`` over it is left with ``break`` — so an
-abandoned answer stops at the gateway at once.
+The stream owns the HTTP response. It closes it when ``[DONE]`` arrives (once the rest of
+the body is read, so the connection serves the next request), when anything goes wrong,
+when the consumer calls ``aclose()`` or leaves ``async with``, when the task iterating it
+is cancelled, and when an ``async for`` over it is left with ``break`` — so an abandoned
+answer stops at the gateway at once.
 
 ``async for`` runs over a fresh async generator (``__aiter__``); leaving the loop drops
 that generator, and asyncio's async-generator finalizer runs its ``finally`` (which closes
@@ -13,6 +14,7 @@ the response) on the next turn of the event loop. ``async with stream:`` or an e
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -27,6 +29,9 @@ from behest_chat.behest.sse import DONE, ServerSentEvent, SSEDecodeError, SSEDec
 __all__ = ["ChatStream"]
 
 _E = TypeVar("_E", bound=errors.BehestError)
+# What may follow [DONE] before the connection is given up rather than reused.
+_DRAIN_BYTES = 64 * 1024
+_DRAIN_TIMEOUT_S = 0.25
 
 
 class ChatStream:
@@ -88,6 +93,7 @@ class ChatStream:
                     if chunk is not None:
                         return chunk
                     if self._finished:
+                        await self._read_to_end()
                         await self.aclose()
                         raise StopAsyncIteration
                 await self._read_more()
@@ -115,6 +121,20 @@ class ChatStream:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    async def _read_to_end(self) -> None:
+        """After ``[DONE]``, read what is left of the body (the chunked encoding's last
+        chunk), so the connection goes back to the pool for the next request instead of
+        being closed. A server that keeps sending or stalls only costs the connection."""
+        left = _DRAIN_BYTES
+        try:
+            async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+                async for data in self._bytes:
+                    left -= len(data)
+                    if left < 0:
+                        return
+        except (TimeoutError, httpx.TransportError, httpx.StreamError):
+            return
 
     async def _read_more(self) -> None:
         try:

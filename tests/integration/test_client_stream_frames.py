@@ -7,6 +7,7 @@ signing locally) and checks what the client makes of it.
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -31,6 +32,8 @@ class CannedServer:
         self.headers = {"Content-Type": "text/event-stream", "X-Trace-Id": "tr_canned"}
         self.pieces: list[bytes] = []
         self.requests: list[bytes] = []
+        self.linger = False  # keep the connection open after the pieces, until stop()
+        self._released = asyncio.Event()
         self.base_url = ""
         self._server: asyncio.base_events.Server | None = None
 
@@ -41,6 +44,7 @@ class CannedServer:
 
     async def stop(self) -> None:
         assert self._server is not None
+        self._released.set()
         self._server.close()
         await self._server.wait_closed()
 
@@ -60,6 +64,8 @@ class CannedServer:
         for piece in self.pieces:
             writer.write(piece)
             await writer.drain()
+        if self.linger:
+            await self._released.wait()
         writer.close()
 
 
@@ -150,6 +156,16 @@ async def test_request_carries_bearer_session_and_body(
     assert "\r\nx-thread-id: t-1" in lowered
     assert "\r\naccept: text/event-stream" in lowered
     assert json.loads(body) == {"messages": MESSAGES, "stream": True, "max_tokens": 3}
+
+
+async def test_a_server_that_stalls_after_done_does_not_hold_the_answer(
+    server: CannedServer, client: BehestClient
+) -> None:
+    server.pieces = [f"data: {chunk('all of it')}\n\ndata: [DONE]\n\n".encode()]
+    server.linger = True
+    started = time.monotonic()
+    assert contents(await read_all(client)) == "all of it"
+    assert time.monotonic() - started < 1.5
 
 
 async def test_clean_end_without_done_is_a_cut(server: CannedServer, client: BehestClient) -> None:
