@@ -471,9 +471,7 @@ def send_target(
         )
     if row is None:
         return None
-    beat = row.heartbeat_at
-    busy = beat is not None and utcnow() - _aware(beat) < STALE_AFTER
-    return SendTarget(row.leaf_id, row.session_id, busy)
+    return SendTarget(row.leaf_id, row.session_id, busy=_beating(row.heartbeat_at))
 
 
 def streaming_answer(
@@ -521,10 +519,12 @@ def view_of(message: Message, version: int = 1, versions: int = 1) -> MessageVie
 
 def is_live(message: Message | MessageView, now: datetime | None = None) -> bool:
     """Whether a streaming answer's process is still writing it (fresh heartbeat)."""
-    if message.status != "streaming" or message.heartbeat_at is None:
-        return False
-    beat = _aware(message.heartbeat_at)
-    return (now or utcnow()) - beat < STALE_AFTER
+    return message.status == "streaming" and _beating(message.heartbeat_at, now)
+
+
+def _beating(heartbeat_at: datetime | None, now: datetime | None = None) -> bool:
+    """Whether a streaming answer's heartbeat is recent enough that its process is alive."""
+    return heartbeat_at is not None and (now or utcnow()) - _aware(heartbeat_at) < STALE_AFTER
 
 
 def interrupt_stale(conversation_id: str, now: datetime | None = None) -> list[int]:
@@ -766,7 +766,7 @@ def _send_target_query() -> Any:
 
 @functools.cache
 def _streaming_query() -> Any:
-    """A conversation's answers marked ``streaming``, newest first (read on every send)."""
+    """A conversation's answers marked ``streaming``, newest first."""
     return (
         select(Message)
         .where(Message.conversation_id == sa.bindparam("conversation_id"))
