@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from behest_chat.accounts.models import TIER_NAMES, utcnow
 from behest_chat.conversations.models import TokenBudget, TokenUsage
@@ -46,8 +46,6 @@ __all__ = [
     "next_utc_midnight",
     "prompt_token_bound",
     "set_user_budget",
-    "tokens_used_in_conversation",
-    "tokens_used_on_day",
 ]
 
 _PIECE = re.compile(r"\w+|[^\w\s]")
@@ -250,33 +248,6 @@ def _allowance_query() -> Any:
         sa.select(budget.c.daily_tokens).where(budget.c.user_id == user_id).scalar_subquery(),
         sa.select(budget.c.conversation_cap).where(budget.c.user_id == user_id).scalar_subquery(),
     )
-
-
-def tokens_used_on_day(user_id: int, moment: datetime) -> int:
-    """The user's tokens on the UTC day of ``moment``."""
-    day = moment.astimezone(UTC).date()
-    with session_scope() as db:
-        total = db.exec(
-            select(
-                sa.func.coalesce(
-                    sa.func.sum(TokenUsage.prompt_tokens + TokenUsage.completion_tokens), 0
-                )
-            ).where(TokenUsage.user_id == user_id, TokenUsage.day == day)
-        ).one()
-    return int(total)
-
-
-def tokens_used_in_conversation(conversation_id: str) -> int:
-    """Every token a conversation has cost (all days, all versions of its answers)."""
-    with session_scope() as db:
-        total = db.exec(
-            select(
-                sa.func.coalesce(
-                    sa.func.sum(TokenUsage.prompt_tokens + TokenUsage.completion_tokens), 0
-                )
-            ).where(col(TokenUsage.conversation_id) == conversation_id)
-        ).one()
-    return int(total)
 
 
 def get_user_budget(user_id: int) -> TokenBudget | None:

@@ -74,7 +74,11 @@ async def test_app_usage_equals_the_gateway_bill_per_user_and_session(
             session_bill["input_tokens"],
             session_bill["output_tokens"],
         )
-    assert budgets.tokens_used_in_conversation(first_id) == sum(
+    # The conversation's tokens as the budget check reads them.
+    allowance = budgets.allowance_for(
+        alice.user_id, 1, first_id, daily_budget=0, conversation_cap=None
+    )
+    assert allowance.used_in_conversation == sum(
         billed(gateway, alice, sessions[first_id])["platform"][k]
         for k in ("input_tokens", "output_tokens")
     )
@@ -119,7 +123,9 @@ async def test_an_interrupted_stream_is_counted_too(server, alice, gateway) -> N
     gateway_total = sum(
         billed(gateway, alice)["platform"][k] for k in ("input_tokens", "output_tokens")
     )
-    app_total = budgets.tokens_used_on_day(alice.user_id, datetime.now(UTC))
+    app_total = budgets.allowance_for(
+        alice.user_id, 1, None, daily_budget=0, conversation_cap=None
+    ).used_today
     # Estimated from what arrived: never below the gateway's count by more than a frame.
     assert app_total >= gateway_total - 2 and app_total <= gateway_total * 1.5
 

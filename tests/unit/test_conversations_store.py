@@ -230,7 +230,7 @@ def test_continue_reopens_an_ended_answer_and_adds_its_tokens(alice) -> None:
 
 
 def test_deleting_a_conversation_keeps_its_usage(alice) -> None:
-    from behest_chat.conversations.budgets import tokens_used_on_day
+    from behest_chat.conversations.budgets import allowance_for
 
     chat = store.create_conversation(alice.user_id)
     store.record_usage(
@@ -244,7 +244,8 @@ def test_deleting_a_conversation_keeps_its_usage(alice) -> None:
     )
     assert store.delete_conversation(alice.user_id, chat.id)
     assert store.get_conversation(alice.user_id, chat.id) is None
-    assert tokens_used_on_day(alice.user_id, utcnow()) == 30
+    kept = allowance_for(alice.user_id, 1, None, daily_budget=0, conversation_cap=None)
+    assert kept.used_today == 30
 
 
 def test_drafts_are_kept_per_conversation_and_cleared_by_sending(alice) -> None:
