@@ -1,6 +1,6 @@
 """Client benchmark: prints figures, asserts nothing.
 
-    python bench/client_bench.py [--tokens 20000] [--runs 7]
+    python bench/client_bench.py [--tokens 20000] [--runs 7] [--streams 200]
 
 Starts a local gateway (``python -m behest_chat.gateway`` on a free port, offline model, no
 token pacing, limits out of the way) and measures, in one run:
@@ -11,7 +11,10 @@ token pacing, limits out of the way) and measures, in one run:
 - one long streamed answer read through ``client.chat.completions.create`` and by a bare
   httpx loop (``aiter_lines`` + ``json.loads``) with the same token: time to first chunk,
   chunks per second, and CPU time per chunk in this process. Runs alternate between the two
-  readers; medians are reported.
+  readers; medians are reported;
+- ``--streams`` answers read at once (100 tokens each, paced at 20 ms as a model would, from
+  a second gateway): CPU per chunk in this process, through the client (aiohttp under
+  httpx) and by the bare httpx loop on httpx's own transport, in alternating rounds.
 
 Targets: a cache hit under 20 µs; the client's wall time within 10 % of the bare read.
 """
@@ -66,12 +69,12 @@ class StreamRun:
 
 
 @contextmanager
-def local_gateway(api_key: str) -> Iterator[str]:
-    """Run the gateway in a subprocess; yield its base URL."""
+def local_gateway(api_key: str, token_delay_ms: int = 0) -> Iterator[str]:
+    """Run the gateway in a subprocess (tokens paced at ``token_delay_ms``); yield its URL."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEHEST_")}
     env.update(
         BEHEST_KEY=api_key,
-        BEHEST_GATEWAY_TOKEN_DELAY_MS="0",
+        BEHEST_GATEWAY_TOKEN_DELAY_MS=str(token_delay_ms),
         BEHEST_GATEWAY_LIMITS=json.dumps({tier: UNLIMITED for tier in ("free", "pro", "max")}),
         PYTHONUNBUFFERED="1",
     )
@@ -170,12 +173,14 @@ async def bench_cache_hit(base_url: str, api_key: str) -> float:
     return hit_us
 
 
-async def read_through_client(client: BehestClient, body: dict) -> StreamRun:
+async def read_through_client(
+    client: BehestClient, body: dict, user_id: str = "alice"
+) -> StreamRun:
     cpu0, started = time.process_time(), time.perf_counter()
     ttfc = 0.0
     chunks = 0
     stream = await client.chat.completions.create(
-        messages=body["messages"], stream=True, user_id="alice", tier=1
+        messages=body["messages"], stream=True, user_id=user_id, tier=1
     )
     async with stream:
         async for chunk in stream:
@@ -246,7 +251,42 @@ async def bench_stream(base_url: str, api_key: str, tokens: int, runs: int) -> f
     return overhead
 
 
-async def main_async(tokens: int, runs: int) -> None:
+async def bench_many_streams(base_url: str, api_key: str, streams: int, rounds: int = 3) -> None:
+    print(f"{streams} answers at once (100 tokens at 20 ms each; {rounds} rounds each, medians)")
+    body = {"messages": [{"role": "user", "content": "long: 100"}], "stream": True}
+    limits = httpx.Limits(max_connections=500, max_keepalive_connections=20)
+    async with (
+        BehestClient(key=api_key, base_url=base_url, timeout=TIMEOUT) as client,
+        httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as http,
+    ):
+        tokens = [(await client.token_for(f"user{i}", 1)).token for i in range(streams)]
+        url = base_url + "/v1/chat/completions"
+
+        async def through_client() -> list[StreamRun]:
+            return await asyncio.gather(
+                *(read_through_client(client, body, f"user{i}") for i in range(streams))
+            )
+
+        async def bare() -> list[StreamRun]:
+            return await asyncio.gather(*(read_bare(http, url, t, body) for t in tokens))
+
+        figures: dict[str, list[tuple[float, float]]] = {"client": [], "bare httpx": []}
+        for round_ in range(rounds + 1):  # the first round of each warms its pool
+            for label, read in (("client", through_client), ("bare httpx", bare)):
+                cpu0, started = time.process_time(), time.perf_counter()
+                runs = await read()
+                cpu, wall = time.process_time() - cpu0, time.perf_counter() - started
+                if round_:
+                    chunks = sum(r.chunks for r in runs)
+                    figures[label].append((wall, cpu / chunks * 1e6))
+    for label, pairs in figures.items():
+        print(
+            f"  {label:<14} wall {statistics.median(w for w, _ in pairs):>6.2f} s  "
+            f"cpu {statistics.median(c for _, c in pairs):>5.1f} µs/chunk"
+        )
+
+
+async def main_async(tokens: int, runs: int, streams: int) -> None:
     api_key = "behest_sk_live_" + secrets.token_hex(16)
     with local_gateway(api_key) as base_url:
         print(f"Gateway: {base_url} (offline model, no pacing)\n")
@@ -255,6 +295,9 @@ async def main_async(tokens: int, runs: int) -> None:
         await bench_cache_hit(base_url, api_key)
         print()
         await bench_stream(base_url, api_key, tokens, runs)
+    with local_gateway(api_key, token_delay_ms=20) as base_url:
+        print()
+        await bench_many_streams(base_url, api_key, streams)
 
 
 def main() -> None:
@@ -262,8 +305,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=20_000, help="tokens in the long answer")
     parser.add_argument("--runs", type=int, default=7, help="reads per reader")
+    parser.add_argument("--streams", type=int, default=200, help="answers read at once")
     args = parser.parse_args()
-    asyncio.run(main_async(args.tokens, args.runs))
+    asyncio.run(main_async(args.tokens, args.runs, args.streams))
 
 
 if __name__ == "__main__":

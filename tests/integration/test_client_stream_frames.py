@@ -33,6 +33,7 @@ class CannedServer:
         self.pieces: list[bytes] = []
         self.requests: list[bytes] = []
         self.linger = False  # keep the connection open after the pieces, until stop()
+        self.silent = False  # read the request, then close without answering
         self._released = asyncio.Event()
         self.base_url = ""
         self._server: asyncio.base_events.Server | None = None
@@ -59,6 +60,9 @@ class CannedServer:
             0,
         )
         self.requests.append(head + await reader.readexactly(length))
+        if self.silent:
+            writer.close()
+            return
         header_lines = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
         writer.write(f"{self.status_line}\r\n{header_lines}Connection: close\r\n\r\n".encode())
         for piece in self.pieces:
@@ -166,6 +170,26 @@ async def test_a_server_that_stalls_after_done_does_not_hold_the_answer(
     started = time.monotonic()
     assert contents(await read_all(client)) == "all of it"
     assert time.monotonic() - started < 1.5
+
+
+async def test_a_server_that_closes_without_answering_is_not_asked_again(
+    server: CannedServer, pem: str
+) -> None:
+    """The request may have arrived, so it is not sent twice, even with retries on."""
+    server.silent = True
+    async with BehestClient(
+        key="behest_pk_" + pem,
+        base_url=server.base_url,
+        kid="kid_canned",
+        tenant_id="t",
+        project_id="p",
+        max_retries=2,
+    ) as retrying:
+        with pytest.raises(errors.BehestConnectionError) as caught:
+            await read_all(retrying)
+    assert not isinstance(caught.value, (errors.ConnectError, errors.TimeoutError))
+    assert "no answer from" in str(caught.value)
+    assert len(server.requests) == 1
 
 
 async def test_clean_end_without_done_is_a_cut(server: CannedServer, client: BehestClient) -> None:
