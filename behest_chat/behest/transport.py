@@ -26,12 +26,15 @@ __all__ = ["AiohttpTransport"]
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests over one aiohttp session, created in the first request's loop."""
 
-    def __init__(self, *, max_connections: int, keepalive_expiry: float | None = 5.0) -> None:
+    def __init__(self, *, max_connections: int, keepalive_expiry: float | None = 4.0) -> None:
         """Set the pool's limits; the session itself is created on first use.
 
         Args:
             max_connections: most connections open at once (all hosts together).
-            keepalive_expiry: seconds an idle connection is kept for reuse.
+            keepalive_expiry: seconds an idle connection is kept for reuse. Shorter than
+                the 5 s after which common servers (uvicorn, by default) close one: a request
+                sent on a connection the server is closing fails, and a POST must not be
+                sent again. aiohttp reuses the oldest idle connection first.
         """
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry

@@ -136,6 +136,9 @@ def uvicorn_config(app: Starlette) -> uvicorn.Config:
         log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=2,
+        # Idle connections stay open longer than clients keep them (httpx and the app's
+        # client: 4-5 s), so a client never sends a request on a connection being closed.
+        timeout_keep_alive=75,
     )
 
 
