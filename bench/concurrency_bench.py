@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import os
 import statistics
@@ -193,6 +194,9 @@ async def run_level(tabs: list[ReflexSocket], tokens: int, pgid: int) -> dict[st
     cpu = group_cpu_seconds(pgid) - cpu_before
     client_cpu = time.process_time() - client_before
     good = [r for r in results if not isinstance(r, BaseException) and r.status == "done"]
+    reasons = collections.Counter(
+        _reason(None if isinstance(r, BaseException) else r) for r in results if r not in good
+    )
     firsts = [(r.first - r.sent) * 1000 for r in good if r.first is not None]
     return {
         "p50": percentile(firsts, 50) if firsts else float("nan"),
@@ -201,7 +205,15 @@ async def run_level(tabs: list[ReflexSocket], tokens: int, pgid: int) -> dict[st
         "cores": cpu / wall,
         "client": client_cpu / wall,
         "wall": wall,
+        "why": reasons,
     }
+
+
+def _reason(turn: Any) -> str:
+    """Why a reply counts as an error: not filed in time, or its status and error."""
+    if turn is None:
+        return f"not filed within {TURN_TIMEOUT_S:.0f} s"
+    return f"{turn.status} ({turn.why})" if turn.why else turn.status or "no text"
 
 
 async def sustained_level(
@@ -213,6 +225,7 @@ async def sustained_level(
     firsts: list[float] = []
     lengths: list[float] = []
     errors = 0
+    reasons: collections.Counter[str] = collections.Counter()
 
     async def user(n: int, tab: ReflexSocket) -> None:
         nonlocal errors
@@ -226,6 +239,7 @@ async def sustained_level(
                 turn = None
             if turn is None or turn.status != "done" or turn.first is None:
                 errors += 1
+                reasons[_reason(turn)] += 1
                 continue
             if round_ > 0:
                 firsts.append((turn.first - turn.sent) * 1000)
@@ -241,6 +255,7 @@ async def sustained_level(
         "client": (time.process_time() - client_before) / wall,
         "wall": wall,
         "stretch": statistics.mean(lengths) / idle_reply_s if lengths else float("nan"),
+        "why": reasons,
     }
 
 
@@ -338,6 +353,11 @@ def main() -> None:
                       f"{f['direct95']:>11.0f}{f['added']:>10.0f}{f['idle_added']:>9.0f}"
                       f"{f['errors']:>7}{f.get('stretch', float('nan')):>8.2f}"
                       f"{f['cores']:>10.2f}{f['client']:>8.2f}{f['wall']:>8.1f}")
+    for name, by_pattern in runs.items():
+        for pattern, figures in by_pattern.items():
+            for level, f in figures.items():
+                for why, count in f["why"].items():
+                    print(f"  errors, {name}, {pattern}, {level}: {count} × {why}")
     for name, by_pattern in runs.items():
         if not name.startswith(label):
             continue

@@ -186,6 +186,7 @@ class Turn:
     first: float | None = None
     done: float | None = None
     status: str = ""
+    why: str = ""  # for a reply that did not end "done": its error kind and text
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -215,6 +216,7 @@ async def chat_turn(
             and not tab.chat.get("phase_rx_state_")
         ):
             turn.done, turn.status = now, last["status"]
+            turn.why = f"{last.get('kind', '')}: {last.get('error', '')}".strip(": ")
             if turn.first is None:  # the whole answer arrived before the first flush
                 turn.first = now
             turn.finished.set()
