@@ -15,6 +15,8 @@ have arrived); a read that waits longer than the read timeout is ``ReadTimeout``
 from __future__ import annotations
 
 import contextlib
+import functools
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
@@ -48,9 +50,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 # The same certificate store httpx would use (certifi).
                 ssl=httpx.create_ssl_context(),
             )
-            # trust_env: HTTP(S)_PROXY and NO_PROXY apply, as they did with httpx's own.
+            # Not trust_env: aiohttp would look up netrc and proxies in the default thread
+            # pool on every request, where the database work queues. _env_proxy does the
+            # proxy part once per origin.
             self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, trust_env=True
+                connector=connector,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies
             )
         return self._session
 
@@ -73,6 +79,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 compress=False,
                 timeout=timeout,
                 skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+                proxy=_env_proxy(request.url.scheme, request.url.host),
             )
         return httpx.Response(
             status_code=response.status,
@@ -105,6 +112,16 @@ class _ResponseBody(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         self._response.release()
+
+
+@functools.cache
+def _env_proxy(scheme: str, host: str) -> str | None:
+    """The proxy that HTTP(S)_PROXY or ALL_PROXY name for this origin, unless NO_PROXY
+    exempts it: what httpx's own transport would use."""
+    proxies = urllib.request.getproxies_environment()
+    if not proxies or urllib.request.proxy_bypass_environment(host, proxies):
+        return None
+    return proxies.get(scheme) or proxies.get("all")
 
 
 @contextlib.contextmanager

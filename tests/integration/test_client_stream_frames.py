@@ -162,6 +162,28 @@ async def test_request_carries_bearer_session_and_body(
     assert json.loads(body) == {"messages": MESSAGES, "stream": True, "max_tokens": 3}
 
 
+async def test_requests_go_through_the_proxy_the_environment_names(
+    server: CannedServer, pem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY applies as with httpx's own transport: the canned server plays the proxy
+    for a host that only it can reach."""
+    monkeypatch.setenv("HTTP_PROXY", server.base_url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    server.pieces = [f"data: {chunk('via proxy')}\n\ndata: [DONE]\n\n".encode()]
+    async with BehestClient(
+        key="behest_pk_" + pem,
+        base_url="http://behest.proxied.invalid:8080",
+        kid="kid_canned",
+        tenant_id="t",
+        project_id="p",
+        max_retries=0,
+    ) as proxied:
+        assert contents(await read_all(proxied)) == "via proxy"
+    request_line = server.requests[0].split(b"\r\n", 1)[0]
+    assert request_line == b"POST http://behest.proxied.invalid:8080/v1/chat/completions HTTP/1.1"
+
+
 async def test_a_server_that_stalls_after_done_does_not_hold_the_answer(
     server: CannedServer, client: BehestClient
 ) -> None:
