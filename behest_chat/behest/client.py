@@ -245,6 +245,7 @@ class BehestClient:
         tier: int | None,
         session_id: str,
         thread_id: str | None,
+        timeout: httpx.Timeout | float | None = None,
     ) -> httpx.Response:
         """POST the chat body with the user's token; on 401 re-mint and try once more."""
         headers = {
@@ -260,6 +261,7 @@ class BehestClient:
                 body=body,
                 headers={**headers, "Authorization": f"Bearer {token.token}"},
                 stream=stream,
+                timeout=timeout,
             )
         except errors.AuthenticationError:
             self.cache.invalidate(user_id, token.token)
@@ -269,10 +271,17 @@ class BehestClient:
             body=body,
             headers={**headers, "Authorization": f"Bearer {token.token}"},
             stream=stream,
+            timeout=timeout,
         )
 
     async def _post(
-        self, path: str, *, body: dict[str, Any], headers: Mapping[str, str], stream: bool
+        self,
+        path: str,
+        *,
+        body: dict[str, Any],
+        headers: Mapping[str, str],
+        stream: bool,
+        timeout: httpx.Timeout | float | None = None,
     ) -> httpx.Response:
         """Send a POST; return a 2xx response (body unread when ``stream``) or raise.
 
@@ -280,7 +289,13 @@ class BehestClient:
         """
         attempt = 0
         while True:
-            request = self._http.build_request("POST", path, json=body, headers=headers)
+            request = self._http.build_request(
+                "POST",
+                path,
+                json=body,
+                headers=headers,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
             try:
                 response = await self._http.send(request, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -333,6 +348,7 @@ class Completions:
         tier: Tier = None,
         session_id: str | None = None,
         thread_id: str | None = None,
+        timeout: httpx.Timeout | float | None = None,
         **body_extras: Any,
     ) -> ChatStream: ...
 
@@ -346,6 +362,7 @@ class Completions:
         tier: Tier = None,
         session_id: str | None = None,
         thread_id: str | None = None,
+        timeout: httpx.Timeout | float | None = None,
         **body_extras: Any,
     ) -> dict[str, Any]: ...
 
@@ -358,6 +375,7 @@ class Completions:
         tier: Tier = None,
         session_id: str | None = None,
         thread_id: str | None = None,
+        timeout: httpx.Timeout | float | None = None,
         **body_extras: Any,
     ) -> ChatStream | dict[str, Any]:
         """Send a chat completion for ``user_id``, minting or reusing their token.
@@ -369,6 +387,8 @@ class Completions:
             tier: the user's tier (1/2/3 or free/pro/max); None lets the gateway default.
             session_id: ``X-Session-Id``; a new UUIDv4 per call when None.
             thread_id: ``X-Thread-Id`` for a persistent thread, or None.
+            timeout: this request's timeouts, instead of the client's. For a stream, the
+                read timeout is the longest wait for the next bytes of the answer.
             **body_extras: further body fields, sent verbatim (``model``, ``max_tokens``,
                 ``stream_options`` …).
 
@@ -394,6 +414,7 @@ class Completions:
             tier=numeric_tier,
             session_id=session,
             thread_id=thread,
+            timeout=timeout,
         )
         if stream:
             return ChatStream(response, session_id=session)

@@ -51,11 +51,12 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import httpx
 import reflex as rx
 
 from behest_chat import live_draft, routes
 from behest_chat.accounts.sessions import SessionUser, resolve
-from behest_chat.behest import errors
+from behest_chat.behest import DEFAULT_TIMEOUT, errors
 from behest_chat.behest.streaming import ChatStream
 from behest_chat.conversations import budgets, store
 from behest_chat.conversations.models import Conversation, Message
@@ -749,7 +750,7 @@ class ChatState(AuthState):
             # Not the user's Stop: the server is shutting down, or another process took over.
             ending = "stopped" if stopped else "interrupted"
             outcome.end(ending, ending)
-        except TimeoutError:  # the app's idle timeout (asyncio), not the client's
+        except TimeoutError:  # no answer headers within the idle timeout (_open_stream)
             outcome.end("error", "timeout")
         except errors.BehestError as exc:
             kind, text = explain_failure(exc)
@@ -912,9 +913,7 @@ class ChatState(AuthState):
         Yields the new text as pieces for the page at most every ``APP_STREAM_FLUSH_MS``
         (the first at once); only the phase change takes the state lock.
         """
-        settings = get_settings()
-        idle = settings.stream_idle_timeout_s
-        flush_seconds = settings.stream_flush_ms / 1000
+        flush_seconds = get_settings().stream_flush_ms / 1000
         for attempt in range(_RATE_LIMIT_RETRIES + 1):
             try:
                 if attempt == 0 and opening is not None:
@@ -937,13 +936,9 @@ class ChatState(AuthState):
         shown = len(recorder.text)
         try:
             async with stream:
-                chunks = stream.__aiter__()
-                while True:
-                    try:
-                        async with asyncio.timeout(idle):
-                            chunk = await anext(chunks)
-                    except StopAsyncIteration:
-                        break
+                # A stream idle for APP_STREAM_IDLE_TIMEOUT_S ends in the client's read
+                # timeout (see _open_stream): no timer per chunk here.
+                async for chunk in stream:
                     usage = chunk.get("usage")
                     if isinstance(usage, dict):
                         outcome.usage = usage
@@ -1168,7 +1163,12 @@ def _resolve_and_check(
 async def _open_stream(
     user: SessionUser, session_id: str, history: list[dict[str, str]]
 ) -> ChatStream:
-    """Send a relayed turn's request; the stream is open once the gateway's headers came."""
+    """Send a relayed turn's request; the stream is open once the gateway's headers came.
+
+    The idle timeout bounds the wait for the headers (retries included) and, as the read
+    timeout, every wait for the next bytes of the answer.
+    """
+    idle = get_settings().stream_idle_timeout_s
     return await asyncio.wait_for(
         get_client().chat.completions.create(
             messages=history,
@@ -1176,9 +1176,10 @@ async def _open_stream(
             user_id=user.behest_user_id,
             tier=user.tier,
             session_id=session_id,
+            timeout=httpx.Timeout(idle, connect=DEFAULT_TIMEOUT.connect),
             stream_options={"include_usage": True},
         ),
-        timeout=get_settings().stream_idle_timeout_s,
+        timeout=idle,
     )
 
 

@@ -220,6 +220,27 @@ async def test_stall_between_chunks_is_a_timeout(gw: RunningGateway) -> None:
     assert gw.stats()["chat_requests"] == 1
 
 
+async def test_a_request_timeout_overrides_the_clients(
+    client: BehestClient, gw: RunningGateway
+) -> None:
+    """The client waits 10 s for a read; this request only 0.3 s between chunks."""
+    gw.set_fault(token_delay_ms=3000)
+    received: list[dict] = []
+    with pytest.raises(errors.TimeoutError):
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            stream = await client.chat.completions.create(
+                messages=LONG,
+                stream=True,
+                user_id="alice",
+                tier=1,
+                timeout=httpx.Timeout(0.3, connect=2.0),
+            )
+            async with stream:
+                async for chunk in stream:
+                    received.append(chunk)
+    assert len(received) == 1  # the role chunk came at once; the first token did not
+
+
 async def test_cut_stream_is_a_stream_cut_and_keeps_what_arrived(
     client: BehestClient, gw: RunningGateway
 ) -> None:
