@@ -395,29 +395,49 @@ def finish_answer(
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
     usage_estimated: bool = False,
+    db: Session | None = None,
 ) -> bool:
-    """Close a streaming answer with its outcome; ``False`` if this run no longer owns it."""
+    """Close a streaming answer with its outcome; ``False`` if this run no longer owns it.
+
+    Two statements without the ORM's unit of work (every turn ends here); with ``db``, in
+    the caller's transaction.
+    """
+    messages = Message.__table__  # type: ignore[attr-defined]
+    conversations = Conversation.__table__  # type: ignore[attr-defined]
     now = utcnow()
-    with session_scope() as db:
-        answer = db.get(Message, message_id)
-        if answer is None or answer.run_id != run_id or answer.status != "streaming":
-            return False
-        answer.status = status
-        answer.content = content
-        answer.error_kind = error_kind
-        answer.error = error[:500]
-        answer.trace_id = trace_id[:128]
+    values: dict[str, Any] = {
+        "status": status,
+        "content": content,
+        "error_kind": error_kind,
+        "error": error[:500],
+        "trace_id": trace_id[:128],
         # Continue adds to an answer: its earlier requests' tokens stay counted.
-        answer.prompt_tokens += prompt_tokens
-        answer.completion_tokens += completion_tokens
-        answer.usage_estimated = answer.usage_estimated or usage_estimated
-        answer.heartbeat_at = None
-        answer.updated_at = now
-        db.add(answer)
-        conversation = db.get(Conversation, answer.conversation_id)
-        if conversation is not None:
-            conversation.updated_at = now
-            db.add(conversation)
+        "prompt_tokens": messages.c.prompt_tokens + prompt_tokens,
+        "completion_tokens": messages.c.completion_tokens + completion_tokens,
+        "heartbeat_at": None,
+        "updated_at": now,
+    }
+    if usage_estimated:
+        values["usage_estimated"] = True
+    with joined(db) as db:
+        connection = db.connection()
+        ended = connection.execute(
+            messages.update()
+            .where(
+                messages.c.id == message_id,
+                messages.c.run_id == run_id,
+                messages.c.status == "streaming",
+            )
+            .values(values)
+        )
+        if not ended.rowcount:
+            return False
+        owner = sa.select(messages.c.conversation_id).where(messages.c.id == message_id)
+        connection.execute(
+            conversations.update()
+            .where(conversations.c.id == owner.scalar_subquery())
+            .values(updated_at=now)
+        )
         return True
 
 
@@ -638,23 +658,24 @@ def record_usage(
     completion_tokens: int,
     estimated: bool,
     when: datetime | None = None,
+    db: Session | None = None,
 ) -> None:
-    """Add one request's tokens to the ledger (UTC day of ``when``, default now)."""
+    """Add one request's tokens to the ledger (UTC day of ``when``, default now); with
+    ``db``, in the caller's transaction."""
     moment = when or utcnow()
-    with session_scope() as db:
-        db.add(
-            TokenUsage(
-                user_id=user_id,
-                conversation_id=conversation_id,
-                session_id=session_id,
-                message_id=message_id,
-                day=_utc_day(moment),
-                prompt_tokens=max(0, prompt_tokens),
-                completion_tokens=max(0, completion_tokens),
-                estimated=estimated,
-                created_at=moment,
-            )
-        )
+    entry = TokenUsage(
+        user_id=user_id,
+        conversation_id=conversation_id,
+        session_id=session_id,
+        message_id=message_id,
+        day=_utc_day(moment),
+        prompt_tokens=max(0, prompt_tokens),
+        completion_tokens=max(0, completion_tokens),
+        estimated=estimated,
+        created_at=moment,
+    )
+    with joined(db) as db:
+        _insert(db.connection(), TokenUsage.__table__, entry)  # type: ignore[attr-defined]
 
 
 def _question(

@@ -296,36 +296,40 @@ def store_ending(
         Whether this run still owned the answer (``False``: another ending came first, and
         nothing was stored or counted).
     """
+    ending = {
+        "status": outcome.status,
+        "content": text,
+        "error_kind": outcome.kind,
+        "error": outcome.text or _ENDINGS.get(outcome.kind, ""),
+        "trace_id": outcome.trace_id,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "usage_estimated": estimated,
+    }
+    usage = {
+        "user_id": turn.user.user_id,
+        "conversation_id": turn.conversation_id,
+        "session_id": turn.session_id,
+        "message_id": answer_id,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "estimated": estimated,
+    }
+    counted = bool(prompt_tokens or completion_tokens)
     try:
-        stored = store.finish_answer(
-            answer_id,
-            run_id,
-            status=outcome.status,
-            content=text,
-            error_kind=outcome.kind,
-            error=outcome.text or _ENDINGS.get(outcome.kind, ""),
-            trace_id=outcome.trace_id,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            usage_estimated=estimated,
-        )
+        with session_scope() as db:  # the ending and its usage in one transaction
+            stored = store.finish_answer(answer_id, run_id, **ending, db=db)
+            if counted and (stored or count_unowned):
+                store.record_usage(**usage, db=db)
+        return stored
     except Exception:  # the heartbeat stops, so the answer shows as interrupted later
         logger.exception("the end of a chat turn was not stored")
-        stored = True  # the request went out: its tokens still count
-    if (stored or count_unowned) and (prompt_tokens or completion_tokens):
+    if counted:  # the request went out: its tokens still count
         try:
-            store.record_usage(
-                user_id=turn.user.user_id,
-                conversation_id=turn.conversation_id,
-                session_id=turn.session_id,
-                message_id=answer_id,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                estimated=estimated,
-            )
+            store.record_usage(**usage)
         except Exception:
             logger.exception("the usage of a chat turn was not stored")
-    return stored
+    return True
 
 
 class Outcome:
