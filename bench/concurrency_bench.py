@@ -85,7 +85,9 @@ def group_cpu_seconds(pgid: int) -> float:
 
 
 @contextlib.contextmanager
-def scale_out_app(workers: int, token_delay_ms: str, flush_ms: int) -> Iterator[Any]:
+def scale_out_app(
+    workers: int, token_delay_ms: str, flush_ms: int, **env: str
+) -> Iterator[Any]:
     """The app in scale-out mode on a database and a redis-server of its own."""
     from tests.fixtures.services import PrivateRedis, create_pg_database
 
@@ -99,6 +101,7 @@ def scale_out_app(workers: int, token_delay_ms: str, flush_ms: int) -> Iterator[
                 GRANIAN_WORKERS=str(workers),
                 BEHEST_GATEWAY_TOKEN_DELAY_MS=token_delay_ms,
                 APP_STREAM_FLUSH_MS=str(flush_ms),
+                **env,
             ) as app:
                 yield app
         finally:
