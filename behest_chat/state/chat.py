@@ -83,8 +83,10 @@ from behest_chat.state.turn_store import (
     TurnEndRows,
     TurnStart,
     answer_is_live,
+    appended_answer,
     begin_turn,
     check_send,
+    ended_answer_row,
     message_rows,
     sidebar_rows,
     store_ending,
@@ -736,6 +738,11 @@ class ChatState(AuthState):
         _recorders[answer.id] = recorder
         saver = asyncio.create_task(recorder.keep_saving(on_lost=task.cancel))
         outcome = Outcome()
+        # A send's new answer follows the question the tab appended: its ending can be
+        # shown without reading the conversation again.
+        follows = ""
+        if start.question is not None and start.shown is None and not prefix:
+            follows = start.question.row["id"]
         try:
             if prefix:  # Continue: the page shows the kept text first
                 yield live_draft.put(answer.id, 0, prefix)
@@ -765,7 +772,9 @@ class ChatState(AuthState):
             _recorders.pop(answer.id, None)
             if _attached.get(conversation_id) == client_token:
                 del _attached[conversation_id]
-            await self._finish(turn, answer.id, run_id, recorder, history, outcome)
+            await self._finish(
+                turn, answer.id, run_id, recorder, history, outcome, follows=follows
+            )
 
     async def _run_direct(
         self, turn: Turn, run_id: str, start: TurnStart, *, created: bool
@@ -991,8 +1000,13 @@ class ChatState(AuthState):
         recorder: TurnRecorder,
         history: list[dict[str, str]],
         outcome: Outcome,
+        *,
+        follows: str = "",
     ) -> None:
-        """Store the ending and the usage, then show it."""
+        """Store the ending and the usage, then show it.
+
+        ``follows``: the id of the question row a send's new answer follows in the tab.
+        """
         prompt_tokens = completion_tokens = 0
         estimated = False
         if outcome.usage is not None:
@@ -1006,7 +1020,7 @@ class ChatState(AuthState):
         user = turn.user
 
         def store_and_read() -> TurnEndRows | None:
-            store_ending(
+            stored = store_ending(
                 turn,
                 answer_id,
                 run_id,
@@ -1017,12 +1031,24 @@ class ChatState(AuthState):
                 estimated,
             )
             try:  # what the tab shows next, read here so the event loop never waits on it
+                if stored and follows and not search and shown < store.DEFAULT_PAGE:
+                    # The tab gets the answer as stored; the window stays within its page.
+                    row = ended_answer_row(
+                        answer_id,
+                        outcome,
+                        recorder.text,
+                        prompt_tokens,
+                        completion_tokens,
+                        estimated,
+                    )
+                    return appended_answer(user, turn.conversation_id, row, follows)
                 return turn_end_rows(user, turn.conversation_id, search)
             except Exception:
                 logger.exception("the rows after a chat turn were not read")
                 return None
 
-        search = self.search
+        # As the tab last showed them (read without the lock; _show_ending checks again).
+        search, shown = self.search, len(self.messages)
         rows = await asyncio.to_thread(store_and_read)
         # The tab must learn that the turn ended, or it would show a spinner forever: try
         # again for a few seconds if the state store is briefly unreachable.
@@ -1103,14 +1129,23 @@ class ChatState(AuthState):
             self._forget_direct_turn()
         fits = rows is not None and rows.conversation_id == self.conversation_id
         if self.conversation_id == conversation_id:
-            if rows is not None and fits:
+            if (
+                rows is not None
+                and fits
+                and rows.answer is not None
+                and self.messages
+                and self.messages[-1]["id"] == rows.after_id
+            ):
+                self.messages = [*self.messages, rows.answer]
+            elif rows is not None and fits and rows.messages is not None:
                 self.messages, self.has_older = rows.messages, rows.has_older
             else:
                 self._reload_window(user)
             self.phase, self.retry_in = "", 0
             self.live_status = _LIVE_ENDINGS.get(outcome.status, "")
         if rows is not None and rows.search == self.search:
-            self._show_sidebar(rows.conversations)
+            if rows.conversations is not None:  # else unchanged since the turn began
+                self._show_sidebar(rows.conversations)
         else:
             self._refresh_sidebar(user)
         if rows is not None and fits:

@@ -40,8 +40,10 @@ __all__ = [
     "TurnStart",
     "TurnStartRows",
     "answer_is_live",
+    "appended_answer",
     "begin_turn",
     "check_send",
+    "ended_answer_row",
     "is_live",
     "message_rows",
     "open_answer",
@@ -228,14 +230,22 @@ def turn_start_rows(
 
 @dataclass(frozen=True)
 class TurnEndRows:
-    """What the tab shows once a turn's ending is stored, read off the event loop."""
+    """What the tab shows once a turn's ending is stored, read off the event loop.
+
+    Either the window and the sidebar as read (``messages``, ``conversations``), or, for a
+    send whose question the tab still shows last, only the ended ``answer``'s row, built
+    from what was stored: the tab appends it after the row ``after_id`` and keeps its
+    sidebar (the conversation went on top when the turn started).
+    """
 
     conversation_id: str
     search: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, str]] | None
     has_older: bool
-    conversations: list[dict[str, str]]
+    conversations: list[dict[str, str]] | None
     allowance: str
+    answer: dict[str, str] | None = None
+    after_id: str = ""
 
 
 def turn_end_rows(user: SessionUser, conversation_id: str, search: str) -> TurnEndRows:
@@ -247,6 +257,45 @@ def turn_end_rows(user: SessionUser, conversation_id: str, search: str) -> TurnE
     return TurnEndRows(
         conversation_id, search, message_rows(views), has_older, conversations, allowance
     )
+
+
+def appended_answer(
+    user: SessionUser, conversation_id: str, answer: dict[str, str], after_id: str
+) -> TurnEndRows:
+    """The ended answer's row to append after the question ``after_id``, and the allowance
+    (blocking: one query). Only for a send's new answer, with no search in the sidebar."""
+    allowance = user_allowance(user, conversation_id).summary()
+    return TurnEndRows(conversation_id, "", None, False, None, allowance, answer, after_id)
+
+
+def ended_answer_row(
+    answer_id: int,
+    outcome: Outcome,
+    text: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    estimated: bool,
+) -> dict[str, str]:
+    """The page's row of a send's new answer (one version) as :func:`store_ending` stored
+    it, without reading it back."""
+    view = MessageView(
+        id=answer_id,
+        parent_id=None,
+        role="assistant",
+        content=text,
+        status=outcome.status,
+        error_kind=outcome.kind,
+        error=_ending_text(outcome)[:500],
+        trace_id=outcome.trace_id[:128],
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        usage_estimated=estimated,
+        run_id="",
+        heartbeat_at=None,
+        version=1,
+        versions=1,
+    )
+    return message_rows([view])[0]
 
 
 def sidebar_rows(conversations: Sequence[store.ConversationSummary]) -> list[dict[str, str]]:
@@ -300,7 +349,7 @@ def store_ending(
         "status": outcome.status,
         "content": text,
         "error_kind": outcome.kind,
-        "error": outcome.text or _ENDINGS.get(outcome.kind, ""),
+        "error": _ending_text(outcome),
         "trace_id": outcome.trace_id,
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -355,6 +404,10 @@ _ENDINGS = {
     "timeout": "The answer stopped arriving in time. The part that arrived is kept; retry.",
 }
 _RETRYABLE = {"stopped", "error", "interrupted"}
+
+
+def _ending_text(outcome: Outcome) -> str:
+    return outcome.text or _ENDINGS.get(outcome.kind, "")
 _NOT_CONTINUABLE = {"quota", "rate_limited", "auth", "forbidden", "bad_request"}
 
 

@@ -221,6 +221,35 @@ async def test_a_turn_in_the_newest_conversation_does_not_resend_the_sidebar(
     assert not any(k.startswith("conversations") for k in sent)
 
 
+@pytest.mark.parametrize(
+    "fault",
+    [None, {"cut_after": 3}, {"status": 402, "code": "quota_exceeded"}],
+    ids=["done", "cut", "quota"],
+)
+async def test_a_sends_ending_shows_what_a_reload_reads(
+    tab: Tab, gateway, fault: dict[str, Any] | None
+) -> None:
+    """The answer's row at the end of a send is built from what was stored, not read back:
+    it must be exactly the row a reload of the conversation shows."""
+    from behest_chat.conversations import store
+    from behest_chat.state.turn_store import message_rows, user_allowance
+
+    await tab.run("send", form_data={"prompt": "echo: first"})
+    if fault is not None:
+        gateway.set_fault(**fault, count=1)
+    await tab.run("send", form_data={"prompt": "Tell me about lists."})
+    shown = await tab.state()
+    assert shown.phase == ""
+    user = accounts.find_user("alice")
+    views, has_older = store.window(user.user_id, shown.conversation_id)
+    assert shown.messages == message_rows(views)
+    assert shown.has_older == has_older
+    assert shown.allowance == user_allowance(user, shown.conversation_id).summary()
+    reloaded = Tab(tab.processor, tab.manager, tab.recorder, tab.cookie)
+    await reloaded.open(f"/chat/{shown.conversation_id}")
+    assert (await reloaded.state()).messages == shown.messages
+
+
 async def test_a_send_while_another_process_writes_the_answer_is_refused(
     tab: Tab, gateway
 ) -> None:
