@@ -20,7 +20,7 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from behest_chat.accounts.models import AuthSession, User, utcnow
-from behest_chat.db import session_scope
+from behest_chat.db import joined, session_scope
 
 __all__ = [
     "DEFAULT_SESSION_TTL",
@@ -107,17 +107,18 @@ def create_session(user: User | SessionUser, ttl: timedelta = DEFAULT_SESSION_TT
     return secret
 
 
-def resolve(secret: str | None) -> SessionUser | None:
+def resolve(secret: str | None, *, db: Session | None = None) -> SessionUser | None:
     """The user behind a session secret, or ``None``.
 
     Args:
         secret: the cookie value; anything malformed, unknown, revoked or expired gives
             ``None``.
+        db: read (and touch the session) in the caller's transaction.
     """
     if not secret or not _SECRET_RE.fullmatch(secret):
         return None
     now = utcnow()
-    with session_scope() as db:
+    with joined(db) as db:
         connection = db.connection()
         row = connection.execute(
             _live_session_query(), {"digest": hash_secret(secret), "now": now}

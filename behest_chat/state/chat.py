@@ -61,6 +61,7 @@ from behest_chat.behest.streaming import ChatStream
 from behest_chat.conversations import budgets, store
 from behest_chat.conversations.models import Conversation, Message
 from behest_chat.conversations.recorder import TurnRecorder
+from behest_chat.db import session_scope
 from behest_chat.direct import (
     RUNNING_SCRIPT,
     STOP_SCRIPT,
@@ -1188,11 +1189,13 @@ class ChatState(AuthState):
 def _resolve_and_check(
     secret: str, conversation_id: str, text: str, quota_tier: int | None
 ) -> tuple[SessionUser | None, SendCheck | None]:
-    """The signed-in user and, unless their tier's quota is spent, the send's checks (blocking)."""
-    user = resolve(secret)
-    if user is None or user.tier == quota_tier:
-        return user, None
-    return user, check_send(user, conversation_id, text)
+    """The signed-in user and, unless their tier's quota is spent, the send's checks, in
+    one transaction (blocking)."""
+    with session_scope() as db:
+        user = resolve(secret, db=db)
+        if user is None or user.tier == quota_tier:
+            return user, None
+        return user, check_send(user, conversation_id, text, db=db)
 
 
 async def _open_stream(

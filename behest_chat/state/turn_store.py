@@ -23,7 +23,7 @@ from behest_chat.accounts.sessions import SessionUser
 from behest_chat.conversations import budgets, store
 from behest_chat.conversations.models import Message
 from behest_chat.conversations.store import MessageView
-from behest_chat.db import session_scope
+from behest_chat.db import joined, session_scope
 from behest_chat.preferences import get_transport
 from behest_chat.settings import get_settings
 
@@ -152,13 +152,15 @@ BUSY = "An answer is still being written. Wait for it, or press Stop."
 MISSING = "This conversation is no longer available."
 
 
-def check_send(user: SessionUser, conversation_id: str, text: str) -> SendCheck:
+def check_send(
+    user: SessionUser, conversation_id: str, text: str, *, db: Session | None = None
+) -> SendCheck:
     """Read what a new question needs and check it (blocking; stores nothing).
 
     The conversation (``""``: a new one) must exist and have no live answer, and the
-    question with its history must fit the budgets.
+    question with its history must fit the budgets. ``db``: in the caller's transaction.
     """
-    with session_scope() as db:
+    with joined(db) as db:
         target = None
         if conversation_id:
             target = store.send_target(user.user_id, conversation_id, db=db)
