@@ -224,7 +224,16 @@ async def chat_turn(
     tab.on_update = on_update
     turn.sent = time.monotonic()
     await tab.emit(f"{CHAT_STATE}.send", {"form_data": {"prompt": prompt}})
-    await asyncio.wait_for(turn.finished.wait(), timeout)
+    try:
+        await asyncio.wait_for(turn.finished.wait(), timeout)
+    except TimeoutError:
+        messages = tab.chat.get("messages_rx_state_") or [{}]
+        raise TimeoutError(
+            f"reply not filed within {timeout:.0f} s: last message "
+            f"{messages[-1].get('role')}/{messages[-1].get('status')}, "
+            f"phase {tab.chat.get('phase_rx_state_')!r}, notice "
+            f"{tab.chat.get('notice_rx_state_')!r}"
+        ) from None
     return turn
 
 
