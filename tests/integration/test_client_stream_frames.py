@@ -86,16 +86,21 @@ async def server() -> AsyncIterator[CannedServer]:
     await canned.stop()
 
 
-@pytest.fixture
-async def client(server: CannedServer, pem: str) -> AsyncIterator[BehestClient]:
-    async with BehestClient(
+def canned_client(base_url: str, pem: str, *, max_retries: int = 0) -> BehestClient:
+    """A client that signs locally (no mint request reaches the canned server)."""
+    return BehestClient(
         key="behest_pk_" + pem,
-        base_url=server.base_url,
+        base_url=base_url,
         kid="kid_canned",
         tenant_id="t",
         project_id="p",
-        max_retries=0,
-    ) as client:
+        max_retries=max_retries,
+    )
+
+
+@pytest.fixture
+async def client(server: CannedServer, pem: str) -> AsyncIterator[BehestClient]:
+    async with canned_client(server.base_url, pem) as client:
         yield client
 
 
@@ -171,14 +176,7 @@ async def test_requests_go_through_the_proxy_the_environment_names(
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     server.pieces = [f"data: {chunk('via proxy')}\n\ndata: [DONE]\n\n".encode()]
-    async with BehestClient(
-        key="behest_pk_" + pem,
-        base_url="http://behest.proxied.invalid:8080",
-        kid="kid_canned",
-        tenant_id="t",
-        project_id="p",
-        max_retries=0,
-    ) as proxied:
+    async with canned_client("http://behest.proxied.invalid:8080", pem) as proxied:
         assert contents(await read_all(proxied)) == "via proxy"
     request_line = server.requests[0].split(b"\r\n", 1)[0]
     assert request_line == b"POST http://behest.proxied.invalid:8080/v1/chat/completions HTTP/1.1"
@@ -199,14 +197,7 @@ async def test_a_server_that_closes_without_answering_is_not_asked_again(
 ) -> None:
     """The request may have arrived, so it is not sent twice, even with retries on."""
     server.silent = True
-    async with BehestClient(
-        key="behest_pk_" + pem,
-        base_url=server.base_url,
-        kid="kid_canned",
-        tenant_id="t",
-        project_id="p",
-        max_retries=2,
-    ) as retrying:
+    async with canned_client(server.base_url, pem, max_retries=2) as retrying:
         with pytest.raises(errors.BehestConnectionError) as caught:
             await read_all(retrying)
     assert not isinstance(caught.value, (errors.ConnectError, errors.TimeoutError))
