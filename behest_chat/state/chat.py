@@ -243,7 +243,7 @@ class ChatState(AuthState):
             count_unowned=False,
         )
         _release_direct(run_id)
-        if stored:
+        if stored is not False:  # stored, or not stored for a database failure
             self._show_ending(user, conversation.id, run_id, outcome)
         else:
             self._forget_direct_turn()
@@ -902,7 +902,7 @@ class ChatState(AuthState):
             count_unowned=False,
         )
         _release_direct(run_id)
-        if stored:
+        if stored is not False:  # stored, or not stored for a database failure
             self._show_ending(user, conversation_id, run_id, outcome)
         else:
             self._forget_direct_turn()
@@ -1032,7 +1032,7 @@ class ChatState(AuthState):
                 estimated,
             )
             try:  # what the tab shows next, read here so the event loop never waits on it
-                if stored and follows and not search and shown < store.DEFAULT_PAGE:
+                if stored is True and follows and not search and shown < store.DEFAULT_PAGE:
                     # The tab gets the answer as stored; the window stays within its page.
                     row = ended_answer_row(
                         answer_id,

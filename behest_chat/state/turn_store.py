@@ -336,7 +336,7 @@ def store_ending(
     estimated: bool,
     *,
     count_unowned: bool = True,
-) -> bool:
+) -> bool | None:
     """Close the answer with its outcome and add its tokens to the ledger.
 
     ``count_unowned``: count the tokens even if another ending came first (a relayed
@@ -344,8 +344,9 @@ def store_ending(
     the turn the server still holds open).
 
     Returns:
-        Whether this run still owned the answer (``False``: another ending came first, and
-        nothing was stored or counted).
+        ``True`` when stored; ``False`` when another ending came first (nothing was stored
+        or counted); ``None`` when the database failed (the tokens are still counted if it
+        allows; the answer shows as interrupted once its heartbeat is stale).
     """
     ending = {
         "status": outcome.status,
@@ -380,7 +381,7 @@ def store_ending(
             store.record_usage(**usage)
         except Exception:
             logger.exception("the usage of a chat turn was not stored")
-    return True
+    return None
 
 
 class Outcome:
