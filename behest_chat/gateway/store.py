@@ -2,25 +2,41 @@
 
 Threads (contract §5.1-5.2) are keyed by (project, uid, thread id), so one user never sees
 another's. Usage is kept as one record per chat completion and summed on read, which keeps
-per-uid, per-session and per-time-bucket views consistent with each other. Only the last
-:data:`USAGE_RECORDS_KEPT` completions are kept, so a gateway left running does not grow
-without bound (the app keeps its own ledger in its database).
+per-uid, per-session and per-time-bucket views consistent with each other.
+
+A gateway left running does not grow without bound: only the last
+:data:`USAGE_RECORDS_KEPT` completions are kept (the app keeps its own ledger in its
+database); a thread keeps its newest :data:`THREAD_MESSAGES_KEPT` messages, and once all
+threads together hold :data:`MESSAGES_KEPT`, the least recently active threads go.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["USAGE_RECORDS_KEPT", "Stats", "Store", "Thread", "ThreadMessage", "UsageRecord", "iso"]
+__all__ = [
+    "MESSAGES_KEPT",
+    "THREAD_MESSAGES_KEPT",
+    "USAGE_RECORDS_KEPT",
+    "Stats",
+    "Store",
+    "Thread",
+    "ThreadMessage",
+    "UsageRecord",
+    "iso",
+]
 
 _TITLE_LENGTH = 60
 # About 35 MB of records (UUID session ids): weeks of a busy demo.
 USAGE_RECORDS_KEPT = 100_000
+# Messages are as long as the answers: a few hundred MB at most for a busy demo.
+MESSAGES_KEPT = 200_000
+THREAD_MESSAGES_KEPT = 1_000
 
 
 def iso(timestamp: float) -> str:
@@ -100,9 +116,18 @@ class Stats:
 class Store:
     """Threads, usage and counters of one gateway."""
 
-    def __init__(self, usage_records_kept: int = USAGE_RECORDS_KEPT) -> None:
+    def __init__(
+        self,
+        usage_records_kept: int = USAGE_RECORDS_KEPT,
+        messages_kept: int = MESSAGES_KEPT,
+        thread_messages_kept: int = THREAD_MESSAGES_KEPT,
+    ) -> None:
         self.stats = Stats()
-        self._threads: dict[tuple[str, str, str], Thread] = {}
+        # Least recently active first: the next to go once too many messages are kept.
+        self._threads: OrderedDict[tuple[str, str, str], Thread] = OrderedDict()
+        self._messages = 0
+        self._messages_kept = messages_kept
+        self._thread_messages_kept = thread_messages_kept
         # The oldest record goes once the limit is reached.
         self._usage: deque[UsageRecord] = deque(maxlen=usage_records_kept)
         self._ids = itertools.count(1)
@@ -112,6 +137,7 @@ class Store:
         open_streams = self.stats.streams_open
         self.stats = Stats(streams_open=open_streams)
         self._threads.clear()
+        self._messages = 0
         self._usage.clear()
 
     def append_message(
@@ -136,8 +162,17 @@ class Store:
             title = " ".join(content.split())[:_TITLE_LENGTH] or "New conversation"
             thread = Thread(id=thread_id, title=title, created_at=now, last_message_at=now)
             self._threads[key] = thread
+        else:
+            self._threads.move_to_end(key)
         thread.messages.append(ThreadMessage(f"msg_{next(self._ids)}", role, content, now))
         thread.last_message_at = now
+        if len(thread.messages) > self._thread_messages_kept:
+            del thread.messages[0]
+        else:
+            self._messages += 1
+        while self._messages > self._messages_kept and len(self._threads) > 1:
+            _, oldest = self._threads.popitem(last=False)
+            self._messages -= len(oldest.messages)
         return thread
 
     def threads(self, project_id: str, uid: str) -> list[Thread]:
@@ -153,7 +188,11 @@ class Store:
 
     def delete_thread(self, project_id: str, uid: str, thread_id: str) -> bool:
         """Delete one of the user's threads; False when it does not exist."""
-        return self._threads.pop((project_id, uid, thread_id), None) is not None
+        thread = self._threads.pop((project_id, uid, thread_id), None)
+        if thread is None:
+            return False
+        self._messages -= len(thread.messages)
+        return True
 
     def record_usage(self, record: UsageRecord) -> None:
         """Keep the usage of one completion."""
