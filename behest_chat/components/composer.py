@@ -63,8 +63,8 @@ def composer() -> rx.Component:
                     max_height="12em",
                     width="100%",
                     aria_label="Message",
-                    # Remounted on every page load, filled with that conversation's draft.
-                    key=ChatState.composer_key,
+                    # The draft when the page mounts; later drafts come from
+                    # ChatState._seed_composer (assets/composer.js).
                     default_value=ChatState.composer_seed,
                     disabled=ChatState.missing,
                     on_blur=ChatState.remember_draft,

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 import uuid
@@ -153,9 +154,8 @@ class ChatState(AuthState):
     rename_title: str = ""
     delete_id: str = ""
     delete_title: str = ""
-    # The composer is remounted with this text whenever a page of a conversation loads.
+    # The composer's text when the chat page mounts: the open conversation's draft.
     composer_seed: str = ""
-    composer_key: int = 0
     _seeded_for: str = ""
     _new_draft: str = ""
     _quota_until: float = 0.0
@@ -194,17 +194,17 @@ class ChatState(AuthState):
         if not conversation_id:
             self._show_nothing()
             self.missing = False
-            self._seed_composer("", self._new_draft)
+            events += self._seed_composer("", self._new_draft)
         else:
             conversation = store.get_conversation(user.user_id, conversation_id)
             if conversation is None:
                 self._show_nothing()
                 self.missing = True
-                self._seed_composer(conversation_id, "")
+                events += self._seed_composer(conversation_id, "")
             else:
                 self.missing = False
                 events += self._open(user, conversation_id, conversation.title)
-                self._seed_composer(conversation_id, conversation.draft)
+                events += self._seed_composer(conversation_id, conversation.draft)
         self._refresh_sidebar(user)
         self._refresh_allowance(user)
         if self._direct_run_id:
@@ -264,15 +264,14 @@ class ChatState(AuthState):
             return None
         return answer, conversation
 
-    def _seed_composer(self, conversation_id: str, text: str) -> None:
-        """Put a conversation's draft in the composer (by remounting it).
-
-        A remount wipes whatever is being typed, so it happens only when the conversation
-        or the draft to show changes, not on every load.
-        """
-        if (conversation_id, text) != (self._seeded_for, self.composer_seed):
-            self._seeded_for, self.composer_seed = conversation_id, text
-            self.composer_key += 1
+    def _seed_composer(self, conversation_id: str, text: str) -> list[Any]:
+        """The events that put a conversation's draft in the composer, if the conversation
+        or its draft changed since the last time (``assets/composer.js`` keeps what was
+        typed on the page since it opened)."""
+        if (conversation_id, text) == (self._seeded_for, self.composer_seed):
+            return []
+        self._seeded_for, self.composer_seed = conversation_id, text
+        return [rx.call_script(f"behestSeedComposer({json.dumps(text)})")]
 
     def _show_nothing(self) -> None:
         self.conversation_id = self.title = ""

@@ -143,6 +143,48 @@ def test_sidebar_titles_rename_delete_search_and_drafts(page: Page, app_server) 
     expect(page.get_by_test_id("conversation-missing")).to_be_visible()
 
 
+def test_text_typed_right_after_new_chat_is_kept(page: Page, app_server) -> None:
+    """The new page's state (with its empty draft) arrives after the user started typing:
+    the server's messages to the page are held back meanwhile, as on a slow link."""
+    hold: list[str | bytes] | None = None
+
+    def route(ws) -> None:
+        server = ws.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            if hold is None:
+                ws.send(message)
+            else:
+                hold.append(message)
+
+        server.on_message(to_page)
+        routes_seen.append(ws)
+
+    routes_seen: list = []
+    page.route_web_socket(re.compile(r"/_event"), route)
+    sign_up(page, app_server.url)
+    ask_and_wait(page, "echo: first")
+    assert routes_seen, "the page's websocket did not go through the route"
+
+    hold = []
+    page.get_by_test_id("new-chat").click()
+    expect(page).to_have_url(re.compile(r"/chat/?$"))
+    box = page.get_by_test_id("composer-input")
+    box.press_sequentially("typed at once")
+    held, hold = hold, None
+    assert held, "nothing from the server was held back"
+    for message in held:
+        routes_seen[-1].send(message)
+    expect(page.get_by_test_id("empty-chat")).to_be_visible()
+    expect(box).to_have_value("typed at once")
+
+    # Opening another conversation still shows that conversation's own (empty) draft.
+    page.locator('[data-testid="conversation-link"]').first.click()
+    expect(page).to_have_url(re.compile(r"/chat/[0-9a-f]{32}/?$"))
+    expect(page.get_by_test_id("message").first).to_have_text("echo: first")
+    expect(box).to_have_value("")
+
+
 def test_enter_sends_shift_enter_adds_a_line_and_ime_enter_does_not_send(
     page: Page, app_server
 ) -> None:

@@ -1,0 +1,36 @@
+// A conversation's saved draft goes into the composer when its page opens, unless something
+// was typed there since the page opened: text typed right after clicking "New chat", before
+// the new page's state arrives, must not be wiped by its empty draft. The chat page stays
+// mounted from one conversation to the next, so pages are told apart by navigations.
+(function () {
+  let navigations = 0;
+  let typedAt = -1;
+  for (const name of ["pushState", "replaceState"]) {
+    const original = history[name];
+    history[name] = function (...args) {
+      navigations += 1;
+      return original.apply(this, args);
+    };
+  }
+  window.addEventListener("popstate", () => {
+    navigations += 1;
+  });
+  document.addEventListener(
+    "input",
+    (event) => {
+      if (event.target && event.target.id === "prompt") typedAt = navigations;
+    },
+    true,
+  );
+  window.behestSeedComposer = function (text, tries = 0) {
+    const box = document.getElementById("prompt");
+    if (!box) {
+      if (tries < 20) requestAnimationFrame(() => window.behestSeedComposer(text, tries + 1));
+      return;
+    }
+    if (typedAt === navigations) return; // typed on this page since it opened: keep it
+    box.value = text;
+    box.style.height = "auto";
+    if (text) box.style.height = box.scrollHeight + "px";
+  };
+})();
