@@ -119,7 +119,8 @@ def _env_proxy(scheme: str, host: str) -> str | None:
     """The proxy that HTTP(S)_PROXY or ALL_PROXY name for this origin, unless NO_PROXY
     exempts it: what httpx's own transport would use."""
     proxies = urllib.request.getproxies_environment()
-    if not proxies or urllib.request.proxy_bypass_environment(host, proxies):
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not proxies or bypass(host, proxies):
         return None
     return proxies.get(scheme) or proxies.get("all")
 

@@ -348,37 +348,42 @@ def store_ending(
         or counted); ``None`` when the database failed (the tokens are still counted if it
         allows; the answer shows as interrupted once its heartbeat is stale).
     """
-    ending = {
-        "status": outcome.status,
-        "content": text,
-        "error_kind": outcome.kind,
-        "error": _ending_text(outcome),
-        "trace_id": outcome.trace_id,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "usage_estimated": estimated,
-    }
-    usage = {
-        "user_id": turn.user.user_id,
-        "conversation_id": turn.conversation_id,
-        "session_id": turn.session_id,
-        "message_id": answer_id,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "estimated": estimated,
-    }
+    def count_usage(db: Session | None = None) -> None:
+        store.record_usage(
+            user_id=turn.user.user_id,
+            conversation_id=turn.conversation_id,
+            session_id=turn.session_id,
+            message_id=answer_id,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            estimated=estimated,
+            db=db,
+        )
+
     counted = bool(prompt_tokens or completion_tokens)
     try:
         with session_scope() as db:  # the ending and its usage in one transaction
-            stored = store.finish_answer(answer_id, run_id, **ending, db=db)
+            stored = store.finish_answer(
+                answer_id,
+                run_id,
+                status=outcome.status,
+                content=text,
+                error_kind=outcome.kind,
+                error=_ending_text(outcome),
+                trace_id=outcome.trace_id,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                usage_estimated=estimated,
+                db=db,
+            )
             if counted and (stored or count_unowned):
-                store.record_usage(**usage, db=db)
+                count_usage(db)
         return stored
     except Exception:  # the heartbeat stops, so the answer shows as interrupted later
         logger.exception("the end of a chat turn was not stored")
     if counted:  # the request went out: its tokens still count
         try:
-            store.record_usage(**usage)
+            count_usage()
         except Exception:
             logger.exception("the usage of a chat turn was not stored")
     return None
