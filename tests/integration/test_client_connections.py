@@ -7,30 +7,20 @@ import pytest
 
 from behest_chat.behest import BehestClient
 from tests.fixtures.gateway import RunningGateway
+from tests.fixtures.tcp import LoopbackServer
 
 LONG = [{"role": "user", "content": "long: 20"}]
 
 
-class CountingForwarder:
+class CountingForwarder(LoopbackServer):
     """Accepts TCP connections and pipes each to the gateway, counting them."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
+        super().__init__()
         self.target = (target_host, target_port)
         self.connections = 0
-        self.base_url = ""
-        self._server: asyncio.base_events.Server | None = None
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._pipe, "127.0.0.1", 0)
-        host, port = self._server.sockets[0].getsockname()[:2]
-        self.base_url = f"http://{host}:{port}"
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         up_reader, up_writer = await asyncio.open_connection(*self.target)
 

@@ -14,6 +14,7 @@ import pytest
 
 from behest_chat.behest import BehestClient, errors
 from behest_chat.behest.keys import generate_signing_key_pem
+from tests.fixtures.tcp import LoopbackServer
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -24,10 +25,11 @@ def chunk(text: str) -> str:
     )
 
 
-class CannedServer:
+class CannedServer(LoopbackServer):
     """Answers every request with one fixed HTTP response, written in pieces."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.status_line = "HTTP/1.1 200 OK"
         self.headers = {"Content-Type": "text/event-stream", "X-Trace-Id": "tr_canned"}
         self.pieces: list[bytes] = []
@@ -35,21 +37,12 @@ class CannedServer:
         self.linger = False  # keep the connection open after the pieces, until stop()
         self.silent = False  # read the request, then close without answering
         self._released = asyncio.Event()
-        self.base_url = ""
-        self._server: asyncio.base_events.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
-        host, port = self._server.sockets[0].getsockname()[:2]
-        self.base_url = f"http://{host}:{port}"
 
     async def stop(self) -> None:
-        assert self._server is not None
-        self._released.set()
-        self._server.close()
-        await self._server.wait_closed()
+        self._released.set()  # a lingering answer ends first
+        await super().stop()
 
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
         length = next(
             (
