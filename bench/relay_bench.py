@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -92,6 +93,8 @@ class ReflexSocket:
         self._closed = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
         self._text: list[str] = []
+        # Names of the last events pushed with updates (redirects, scripts): for errors.
+        self.recent_events: collections.deque[str] = collections.deque(maxlen=8)
 
     async def connect(self, path: str = "/chat/") -> None:
         """Open the websocket, join the namespace and hydrate the page's state."""
@@ -174,6 +177,8 @@ class ReflexSocket:
                 return
             delta = body.get("delta") or {}
             self.chat.update(delta.get(CHAT_STATE) or {})
+            events = body.get("events") or []
+            self.recent_events.extend(str(event.get("name", "?")) for event in events)
             if self.on_update is not None:
                 self.on_update(now, delta, body.get("events") or [])
 
@@ -232,7 +237,7 @@ async def chat_turn(
             f"reply not filed within {timeout:.0f} s: last message "
             f"{messages[-1].get('role')}/{messages[-1].get('status')}, "
             f"phase {tab.chat.get('phase_rx_state_')!r}, notice "
-            f"{tab.chat.get('notice_rx_state_')!r}"
+            f"{tab.chat.get('notice_rx_state_')!r}, last events {list(tab.recent_events)}"
         ) from None
     return turn
 
@@ -270,7 +275,11 @@ def running_app(**env: str) -> Iterator[Any]:
         (base / "work").mkdir()
         overrides = {"BEHEST_GATEWAY_LIMITS": UNLIMITED_ENV, **env}
         with run_app(base / "work", root, **overrides) as server:
-            yield server
+            try:
+                yield server
+            except BaseException:
+                print(f"the app's log, last lines:\n{server.log()[-3000:]}", file=sys.stderr)
+                raise
 
 
 @contextlib.contextmanager
