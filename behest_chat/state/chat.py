@@ -79,6 +79,7 @@ from behest_chat.state.turn_store import (
     BUSY,
     CONTINUE_PROMPT,
     MISSING,
+    NOT_LOADED,
     Outcome,
     SendCheck,
     Turn,
@@ -107,6 +108,8 @@ _RATE_LIMIT_RETRIES = 3
 _FINAL_UPDATE_RETRIES_S = (0.2, 0.5, 1.0, 2.0, 4.0, None)
 _FOLLOW_INTERVAL_S = 0.3
 _WAITING_AFTER_S = 0.25
+# A send that overtook its page's load looks again after each of these pauses (s).
+_LOAD_WAITS_S = (0, 0.05, 0.1, 0.2, 0.4, 0.8)
 _PROCESS_ID = uuid.uuid4().hex[:12]
 # Conversation id → client token of the tab whose state a turn of this process updates.
 _attached: dict[str, str] = {}
@@ -157,6 +160,8 @@ class ChatState(AuthState):
     # The composer's text when the chat page mounts: the open conversation's draft.
     composer_seed: str = ""
     _seeded_for: str = ""
+    # The address ``load`` last opened: a send from another address overtook that load.
+    _loaded_path: str = ""
     _new_draft: str = ""
     _quota_until: float = 0.0
     _quota_tier: int = 0
@@ -186,6 +191,7 @@ class ChatState(AuthState):
         if user is None:
             return rx.redirect(routes.LOGIN)
         self._follow_generation += 1
+        self._loaded_path = self.router.url.path
         self.notice = self.notice_kind = ""
         self.sidebar_open = False
         self.editing_id = ""
@@ -483,7 +489,10 @@ class ChatState(AuthState):
             return
         # Read as this event found the tab, without taking the lock; the session is resolved
         # in the database's thread with the send's other reads, not on the event loop.
-        secret = self._session_secret()
+        secret, page = self._session_secret(), self.router.url.path
+        if page != self._loaded_path and not await self._wait_for_load(page):
+            yield rx.set_value("prompt", text)
+            return
         conversation_id = self.conversation_id
         # The row the question will follow, if the tab is up to date.
         shown_last = self.messages[-1]["id"] if self.messages else ""
@@ -539,6 +548,21 @@ class ChatState(AuthState):
             start = dataclasses.replace(start, shown=shown)
         async for update in self._run(turn, start, created=sent.created, opening=opening):
             yield update
+
+    async def _wait_for_load(self, page: str) -> bool:
+        """Wait for the load of ``page`` that an event from that page overtook.
+
+        Events race for the state lock, so Enter pressed as a page opens can run before
+        that page's load: the tab would still show the conversation it showed before.
+        """
+        for delay in _LOAD_WAITS_S:
+            await asyncio.sleep(delay)
+            async with self:
+                if page == self._loaded_path:
+                    return True
+        async with self:
+            self._say(NOT_LOADED, "busy")
+        return False
 
     @rx.event(background=True)
     async def regenerate(self, message_id: str):

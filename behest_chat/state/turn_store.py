@@ -31,6 +31,7 @@ __all__ = [
     "BUSY",
     "CONTINUE_PROMPT",
     "MISSING",
+    "NOT_LOADED",
     "NewQuestion",
     "Outcome",
     "SendCheck",
@@ -150,6 +151,7 @@ class SendStart:
 
 BUSY = "An answer is still being written. Wait for it, or press Stop."
 MISSING = "This conversation is no longer available."
+NOT_LOADED = "The page was still loading. Press Send again."
 
 
 def check_send(

@@ -185,6 +185,52 @@ def test_text_typed_right_after_new_chat_is_kept(page: Page, app_server) -> None
     expect(box).to_have_value("")
 
 
+def test_enter_right_after_new_chat_asks_in_the_new_chat(page: Page, app_server) -> None:
+    """The send overtakes the new page's load on the way to the server (events race for
+    the state lock; the load is chained after the page's on_load event): the question
+    still goes to the new chat, not to the one shown before."""
+    held: list[str | bytes] | None = None
+
+    def route(ws) -> None:
+        server = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            nonlocal held
+            text = message if isinstance(message, str) else message.decode()
+            if held is not None and ".on_load_internal" in text:
+                held.append(message)
+                return
+            server.send(message)
+            if held and '.send"' in text:
+                for message in held:  # the load reaches the server just after the send
+                    server.send(message)
+                held = None
+
+        ws.on_message(to_server)
+
+    page.route_web_socket(re.compile(r"/_event"), route)
+    sign_up(page, app_server.url)
+    ask_and_wait(page, "echo: first")
+    first = conversation_id(page)
+
+    held = []
+    page.get_by_test_id("new-chat").click()
+    expect(page).to_have_url(re.compile(r"/chat/?$"))
+    ask(page, "echo: second")
+    expect(answers(page, "done")).to_have_text("second", timeout=15_000)
+    assert held is None, "the held load was not sent"
+    expect(page.locator('[data-testid="message"][data-role="user"]')).to_have_text(
+        ["echo: second"]
+    )
+    expect(page).to_have_url(re.compile(r"/chat/[0-9a-f]{32}/?$"))
+    assert conversation_id(page) != first
+    expect(items(page)).to_have_count(2)
+    page.goto(f"/chat/{first}")
+    expect(page.locator('[data-testid="message"][data-role="user"]')).to_have_text(
+        ["echo: first"]
+    )
+
+
 def test_enter_sends_shift_enter_adds_a_line_and_ime_enter_does_not_send(
     page: Page, app_server
 ) -> None:
