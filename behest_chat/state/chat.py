@@ -160,7 +160,8 @@ class ChatState(AuthState):
     # The composer's text when the chat page mounts: the open conversation's draft.
     composer_seed: str = ""
     _seeded_for: str = ""
-    # The address ``load`` last opened: a send from another address overtook that load.
+    # The page the tab's state shows (``load``, or a send's new conversation): a send
+    # from another page overtook that page's load.
     _loaded_path: str = ""
     _new_draft: str = ""
     _quota_until: float = 0.0
@@ -191,7 +192,7 @@ class ChatState(AuthState):
         if user is None:
             return rx.redirect(routes.LOGIN)
         self._follow_generation += 1
-        self._loaded_path = self.router.url.path
+        self._loaded_path = _page(self.router.url.path)
         self.notice = self.notice_kind = ""
         self.sidebar_open = False
         self.editing_id = ""
@@ -489,7 +490,7 @@ class ChatState(AuthState):
             return
         # Read as this event found the tab, without taking the lock; the session is resolved
         # in the database's thread with the send's other reads, not on the event loop.
-        secret, page = self._session_secret(), self.router.url.path
+        secret, page = self._session_secret(), _page(self.router.url.path)
         if page != self._loaded_path and not await self._wait_for_load(page):
             yield rx.set_value("prompt", text)
             return
@@ -1101,6 +1102,8 @@ class ChatState(AuthState):
             # The box was just cleared by the send: the new page needs no draft put back.
             self._seeded_for, self.composer_seed = conversation_id, ""
             self._new_draft = ""
+            # The tab shows the new conversation's page before the redirect opens it.
+            self._loaded_path = _page(conversation_path(conversation_id))
         if created or self.conversation_id == conversation_id:
             self.conversation_id = conversation_id
             self.title = start.title
@@ -1296,6 +1299,11 @@ def _direct_outcome(turn: DirectTurn, user: SessionUser) -> Outcome:
         kind, text = explain_failure(error)
         outcome.end("error", kind, text, turn.trace_id)
     return outcome
+
+
+def _page(path: str) -> str:
+    """A page's address without its trailing slash (``/chat/`` and ``/chat`` are one)."""
+    return path.rstrip("/") or "/"
 
 
 def _conversation_in(path: str) -> str:
