@@ -62,6 +62,8 @@ CHAT_STATE = (
     "reflex___state____state.behest_chat___state___auth____auth_state"
     ".behest_chat___state___chat____chat_state"
 )
+# What the page sends when it opens another page: the server runs that page's on_load.
+ON_LOAD = "reflex___state____state.reflex___state____on_load_internal_state.on_load_internal"
 PASSWORD = "correct horse battery"
 # Tier limits out of the way: the benches measure speed, not quotas.
 UNLIMITED_ENV = json.dumps(
@@ -86,6 +88,8 @@ class ReflexSocket:
         self.on_update: Callable[[float, dict[str, Any], list[dict[str, Any]]], None] | None = None
         # The chat state's vars as last pushed (deltas carry only what changed).
         self.chat: dict[str, Any] = {}
+        # The page the tab shows; a redirect from the server opens another, as in a browser.
+        self.path = "/chat/"
         self._ws = WSConnection(ConnectionType.CLIENT)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -97,7 +101,8 @@ class ReflexSocket:
         self.recent_events: collections.deque[str] = collections.deque(maxlen=8)
 
     async def connect(self, path: str = "/chat/") -> None:
-        """Open the websocket, join the namespace and hydrate the page's state."""
+        """Open the websocket, join the namespace, hydrate the page's state and run its
+        on_load handlers (one event, as the browser sends it)."""
         parts = urlsplit(self.app_url)
         host, port = parts.hostname or "localhost", parts.port or 80
         self._reader, self._writer = await asyncio.open_connection(host, port)
@@ -113,12 +118,18 @@ class ReflexSocket:
         )
         self._pump = asyncio.create_task(self._read_loop())
         await asyncio.wait_for(self._connected.wait(), 30)
-        await self.emit("reflex___state____state.hydrate", {}, path)
+        self.path = path
+        await self.emit("reflex___state____state.hydrate_and_load", {})
 
-    async def emit(self, name: str, payload: dict[str, Any], path: str = "/chat/") -> None:
-        """Send one event, as the page does."""
+    async def navigate(self, path: str) -> None:
+        """Open another page of the app without reloading, as a link or redirect does."""
+        self.path = path
+        await self.emit(ON_LOAD, {})
+
+    async def emit(self, name: str, payload: dict[str, Any]) -> None:
+        """Send one event from the page the tab shows, as the page does."""
         event = {"name": name, "payload": payload,
-                 "router_data": {"pathname": path, "asPath": path}}
+                 "router_data": {"pathname": self.path, "asPath": self.path}}
         await self._send("42/_event," + json.dumps(["event", event]))
 
     async def close(self) -> None:
@@ -179,6 +190,9 @@ class ReflexSocket:
             self.chat.update(delta.get(CHAT_STATE) or {})
             events = body.get("events") or []
             self.recent_events.extend(str(event.get("name", "?")) for event in events)
+            for event in events:
+                if event.get("name") == "_redirect":
+                    await self.navigate(event["payload"]["path"])
             if self.on_update is not None:
                 self.on_update(now, delta, body.get("events") or [])
 
@@ -204,7 +218,7 @@ async def chat_turn(
     conversation sends its history, which grows and uses up the daily token budget).
     """
     if new_conversation:
-        await tab.emit(f"{CHAT_STATE}.load", {}, "/chat/")
+        await tab.navigate("/chat/")
     turn = Turn()
     earlier = {m["id"] for m in tab.chat.get("messages_rx_state_", [])}
 

@@ -4,15 +4,16 @@
 
 One worker, started as the README does (``scripts/run``), offline model with no delay per
 token: on SQLite with the embedded gateway (default), or with ``--database postgresql`` in
-scale-out mode (a PostgreSQL database and a redis-server of its own, the gateway as its
-own process; PostgreSQL's CPU is reported beside the app's). One signed-in user (headless
+scale-out mode (a PostgreSQL database and a redis-server of its own, the gateway as its own
+process; PostgreSQL's CPU is reported beside the app's). One signed-in user (headless
 websocket client of ``relay_bench.py``) asks ``echo: hello there`` ``--turns`` times, each
-in a new conversation (page load included, as when a person clicks "New chat"), then as
-many times ten to a conversation (the daily token budget is lifted: a conversation resends
-its history). Baseline in the same run: the same number of short replies read from the
-same gateway with ``BehestClient``. Reported: CPU seconds of the app's processes per turn
-(the gateway included, so the baseline is what the gateway alone costs), and wall time
-per turn. Prints figures; asserts nothing.
+in a new conversation (page loads included, as when a person clicks "New chat" and the app
+then opens the new conversation's page), then as many times ten to a conversation (the
+daily token budget is lifted: a conversation resends its history). Baseline in the same
+run: the same number of short replies read from the same gateway with ``BehestClient``.
+Reported: CPU seconds of the app's processes per turn (the gateway included, so the
+baseline is what the gateway alone costs), and wall time per turn. Prints figures; asserts
+nothing.
 """
 
 from __future__ import annotations
