@@ -102,8 +102,18 @@ class Tab:
         )
 
     async def run(self, handler: str, **payload: Any) -> None:
+        """Run one event to its end; a redirect it sends opens that page, as in a browser."""
+        seen = len(self.recorder.updates)
         future = await self.processor.enqueue(self.token, self.event(handler, **payload))
         await asyncio.wait_for(future.wait_all(), 20)
+        for update in self.recorder.updates[seen:]:
+            if isinstance(update, tuple):  # a recorder that several tabs share: (token, update)
+                token, update = update
+                if token != self.token:
+                    continue
+            for event in getattr(update, "events", None) or []:
+                if event.name == "_redirect" and event.payload["path"].startswith("/chat"):
+                    await self.open(event.payload["path"])
 
     async def open(self, path: str = "/chat/") -> None:
         """Load a page as the browser does (hydrate, then the page's on_load)."""
