@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import reflex as rx
+from reflex_base.event import Event
+
 from behest_chat.live_draft import PIECE_CHARS, PIECE_MAX_WAIT, piece_due, put
 
 
@@ -31,7 +34,12 @@ def test_a_zero_interval_sends_every_piece() -> None:
 
 def test_the_piece_is_a_javascript_string_literal_whatever_the_model_wrote() -> None:
     text = 'a "quote", a \\ backslash, </script><img src=x onerror=alert(1)>\n\u2028'
-    code = put(7, 12, text).args[0][1]._var_value
+    code = put(7, 12, text).payload["javascript_code"]
     prefix = "behestLive.put(7,12,"
     assert code.startswith(prefix) and code.endswith(")")
     assert json.loads(code[len(prefix) : -1]) == text
+
+
+def test_a_piece_is_the_event_rx_call_script_makes() -> None:
+    event = put(3, 0, "hello")
+    assert Event.from_event_type(rx.call_script(event.payload["javascript_code"])) == [event]
