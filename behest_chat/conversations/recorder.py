@@ -1,15 +1,19 @@
 """Keep a streaming answer in the database while it is being written.
 
 The turn appends pieces with :meth:`TurnRecorder.append`; :meth:`TurnRecorder.keep_saving`
-runs beside it and writes the text so far (and a fresh heartbeat) every ``interval`` seconds,
-even when nothing new arrived, so other processes can tell the turn is alive. If a write
-finds that the turn is no longer this run's (another process marked it interrupted after
-a long silence), ``lost`` is set and ``on_lost`` is called so the turn can stop.
+runs beside it, and the text so far (and a fresh heartbeat) is written every ``interval``
+seconds, even when nothing new arrived, so other processes can tell the turn is alive. The
+answers in progress in one process are written together, one statement per interval,
+however many there are. If a write finds that a turn is no longer its run's (another
+process marked it interrupted after a long silence), its recorder's ``lost`` is set and
+``on_lost`` is called so the turn can stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import weakref
 from collections.abc import Callable
 
 from behest_chat.conversations import store
@@ -17,6 +21,8 @@ from behest_chat.conversations import store
 __all__ = ["SAVE_INTERVAL_S", "TurnRecorder"]
 
 SAVE_INTERVAL_S = 1.0
+
+logger = logging.getLogger("behest_chat.recorder")
 
 
 class TurnRecorder:
@@ -54,8 +60,66 @@ class TurnRecorder:
 
     async def keep_saving(self, on_lost: Callable[[], None]) -> None:
         """Save every ``interval`` seconds until cancelled, or until the turn is lost."""
-        while True:
-            await asyncio.sleep(self._interval)
-            if not await self.save():
-                on_lost()
+        lost = asyncio.get_running_loop().create_future()
+
+        def lose() -> None:
+            on_lost()
+            if not lost.done():
+                lost.set_result(None)
+
+        batch = _batch(self._interval)
+        batch.add(self, lose)
+        try:
+            await lost
+        finally:
+            batch.discard(self)
+
+
+class _Batch:
+    """The recorders of one event loop with one interval, saved together."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.members: dict[TurnRecorder, Callable[[], None]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, recorder: TurnRecorder, on_lost: Callable[[], None]) -> None:
+        self.members[recorder] = on_lost
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def discard(self, recorder: TurnRecorder) -> None:
+        self.members.pop(recorder, None)
+
+    async def _run(self) -> None:
+        while self.members:
+            await asyncio.sleep(self.interval)
+            recorders = list(self.members)
+            if not recorders:
                 return
+            answers = [(r.message_id, r.run_id, r.text) for r in recorders]
+            try:
+                saved = await asyncio.to_thread(store.save_progress_many, answers)
+            except Exception as exc:  # the database is away: try again next interval
+                logger.warning("answers in progress not saved: %s", type(exc).__name__)
+                continue
+            for recorder in recorders:
+                if recorder.message_id in saved:
+                    continue
+                on_lost = self.members.pop(recorder, None)
+                if on_lost is not None:  # still running: a turn that ended is not lost
+                    recorder.lost = True
+                    on_lost()
+
+
+# One batch per event loop and interval (tests run several loops, one after another).
+_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, _Batch]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _batch(interval: float) -> _Batch:
+    by_interval = _batches.setdefault(asyncio.get_running_loop(), {})
+    if interval not in by_interval:
+        by_interval[interval] = _Batch(interval)
+    return by_interval[interval]

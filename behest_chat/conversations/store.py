@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -55,6 +55,7 @@ __all__ = [
     "resume_answer",
     "save_draft",
     "save_progress",
+    "save_progress_many",
     "select_version",
     "send_target",
     "start_answer",
@@ -71,6 +72,8 @@ _AUTO_TITLE_CHARS = 60
 # A turn whose heartbeat is older than this has lost its process (saves come every second).
 STALE_AFTER = timedelta(seconds=5)
 _SEARCH_LIMIT = 50
+# Answers saved per statement: three parameters each, within every database's limit.
+_SAVE_BATCH = 500
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
@@ -381,6 +384,37 @@ def save_progress(message_id: int, run_id: str, content: str) -> bool:
             .values(content=content, heartbeat_at=now, updated_at=now)
         )
         return bool(result.rowcount)
+
+
+def save_progress_many(answers: Sequence[tuple[int, str, str]]) -> set[int]:
+    """:func:`save_progress` for several answers, ``(message id, run id, text)`` each, in one
+    statement; returns the ids saved (a missing id: that run lost its turn)."""
+    saved: set[int] = set()
+    now = utcnow()
+    with session_scope() as db:
+        for start in range(0, len(answers), _SAVE_BATCH):
+            given = (
+                sa.values(
+                    sa.column("id", sa.Integer),
+                    sa.column("run_id", sa.String),
+                    sa.column("content", sa.Text),
+                    name="given",
+                )
+                .data(list(answers[start : start + _SAVE_BATCH]))
+                .cte("given")
+            )
+            statement = (
+                sa.update(Message)
+                .where(
+                    col(Message.id) == given.c.id,
+                    col(Message.run_id) == given.c.run_id,
+                    col(Message.status) == "streaming",
+                )
+                .values(content=given.c.content, heartbeat_at=now, updated_at=now)
+                .returning(col(Message.id))
+            )
+            saved.update(db.connection().execute(statement).scalars())
+    return saved
 
 
 def finish_answer(
