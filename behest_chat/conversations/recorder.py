@@ -52,12 +52,6 @@ class TurnRecorder:
         self.text += piece
         self.chunks += 1
 
-    async def save(self) -> bool:
-        """Write the text so far and the heartbeat now; ``False`` once the turn is lost."""
-        ok = await asyncio.to_thread(store.save_progress, self.message_id, self.run_id, self.text)
-        self.lost = self.lost or not ok
-        return ok
-
     async def keep_saving(self, on_lost: Callable[[], None]) -> None:
         """Save every ``interval`` seconds until cancelled, or until the turn is lost."""
         lost = asyncio.get_running_loop().create_future()

@@ -372,18 +372,7 @@ def resume_answer(
 
 def save_progress(message_id: int, run_id: str, content: str) -> bool:
     """Store the text so far and refresh the heartbeat; ``False`` if this run lost the turn."""
-    now = utcnow()
-    with session_scope() as db:
-        result = db.exec(
-            sa.update(Message)
-            .where(
-                col(Message.id) == message_id,
-                col(Message.run_id) == run_id,
-                col(Message.status) == "streaming",
-            )
-            .values(content=content, heartbeat_at=now, updated_at=now)
-        )
-        return bool(result.rowcount)
+    return message_id in save_progress_many([(message_id, run_id, content)])
 
 
 def save_progress_many(answers: Sequence[tuple[int, str, str]]) -> set[int]:

@@ -47,7 +47,7 @@ async def test_a_takeover_stops_the_recorder(app_db) -> None:
     assert store.interrupt_stale(chat.id, now=utcnow() + timedelta(seconds=30)) == [answer.id]
     await asyncio.wait_for(recorder.keep_saving(on_lost=lost.set), 2)
     assert lost.is_set() and recorder.lost
-    assert not await recorder.save()
+    assert not store.save_progress(answer.id, "run-1", recorder.text)
 
 
 async def test_answers_in_progress_are_saved_together_and_a_takeover_stops_only_its_own(
