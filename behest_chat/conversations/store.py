@@ -31,8 +31,10 @@ from behest_chat.db import joined, session_scope
 
 __all__ = [
     "DEFAULT_PAGE",
+    "ERROR_CHARS",
     "STALE_AFTER",
     "TITLE_MAX",
+    "TRACE_ID_CHARS",
     "Asked",
     "ConversationSummary",
     "MessageView",
@@ -72,6 +74,9 @@ _AUTO_TITLE_CHARS = 60
 # A turn whose heartbeat is older than this has lost its process (saves come every second).
 STALE_AFTER = timedelta(seconds=5)
 _SEARCH_LIMIT = 50
+# What an ended answer keeps of its error text and trace id (the columns' lengths).
+ERROR_CHARS = 500
+TRACE_ID_CHARS = 128
 # Answers saved per statement: three parameters each, within every database's limit.
 _SAVE_BATCH = 500
 _ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -432,8 +437,8 @@ def finish_answer(
         "status": status,
         "content": content,
         "error_kind": error_kind,
-        "error": error[:500],
-        "trace_id": trace_id[:128],
+        "error": error[:ERROR_CHARS],
+        "trace_id": trace_id[:TRACE_ID_CHARS],
         # Continue adds to an answer: its earlier requests' tokens stay counted.
         "prompt_tokens": messages.c.prompt_tokens + prompt_tokens,
         "completion_tokens": messages.c.completion_tokens + completion_tokens,

@@ -289,8 +289,8 @@ def ended_answer_row(
         content=text,
         status=outcome.status,
         error_kind=outcome.kind,
-        error=_ending_text(outcome)[:500],
-        trace_id=outcome.trace_id[:128],
+        error=_ending_text(outcome)[: store.ERROR_CHARS],
+        trace_id=outcome.trace_id[: store.TRACE_ID_CHARS],
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         usage_estimated=estimated,
@@ -414,11 +414,12 @@ _ENDINGS = {
     "timeout": "The answer stopped arriving in time. The part that arrived is kept; retry.",
 }
 _RETRYABLE = {"stopped", "error", "interrupted"}
+_NOT_CONTINUABLE = {"quota", "rate_limited", "auth", "forbidden", "bad_request"}
 
 
 def _ending_text(outcome: Outcome) -> str:
+    """The sentence an ended answer shows: the failure's own, or its ending's."""
     return outcome.text or _ENDINGS.get(outcome.kind, "")
-_NOT_CONTINUABLE = {"quota", "rate_limited", "auth", "forbidden", "bad_request"}
 
 
 def message_rows(views: Sequence[MessageView]) -> list[dict[str, str]]:
