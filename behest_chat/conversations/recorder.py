@@ -86,10 +86,10 @@ class _Batch:
         self.members.pop(recorder, None)
 
     async def _run(self) -> None:
-        while self.members:
+        while True:
             await asyncio.sleep(self.interval)
             recorders = list(self.members)
-            if not recorders:
+            if not recorders:  # the next recorder starts a new task
                 return
             answers = [(r.message_id, r.run_id, r.text) for r in recorders]
             try:
