@@ -23,6 +23,16 @@ def markdown(text: rx.Var[str]) -> rx.Component:
     return rx.markdown(text, use_raw=False, component_map={"codeblock": _code_block})
 
 
+@rx.memo
+def finished_markdown(content: rx.Var[str]) -> rx.Component:
+    """A finished message's markdown, rendered again only when its text changes.
+
+    The tab's message list is sent whole when a turn starts or ends; without this, every
+    message on the page would be parsed and highlighted again each time.
+    """
+    return markdown(content)
+
+
 def bubble(
     role: rx.Var[str] | str, body: rx.Component, status: rx.Var[str] | str, **attrs: object
 ) -> rx.Component:
@@ -170,7 +180,11 @@ def message(msg: rx.Var[dict[str, str]]) -> rx.Component:
     """A finished message from the history list, with its actions."""
     is_user = msg["role"] == "user"
     body = rx.fragment(
-        rx.cond(is_user, rx.text(msg["content"], white_space="pre-wrap"), markdown(msg["content"])),
+        rx.cond(
+            is_user,
+            rx.text(msg["content"], white_space="pre-wrap"),
+            finished_markdown(content=msg["content"]),
+        ),
         rx.cond(
             (msg["status"] != "done") & (msg["error"] != ""),
             rx.text(
@@ -194,6 +208,9 @@ def message(msg: rx.Var[dict[str, str]]) -> rx.Component:
         align_self=rx.cond(is_user, "flex-end", "flex-start"),
         max_width="min(46em, 92%)",
         width=rx.cond(ChatState.editing_id == msg["id"], "100%", "auto"),
+        # Keyed by message, not by place: when the window moves on by a turn, the rows
+        # that stay keep their rendered markdown.
+        key=msg["id"],
     )
 
 

@@ -400,6 +400,37 @@ def test_a_1000_turn_conversation_opens_in_under_a_second(page: Page, app_server
     assert sum(received) < 150_000, f"{sum(received)} websocket bytes"
 
 
+def test_a_turn_keeps_the_messages_already_on_the_page(page: Page, app_server) -> None:
+    """A turn resends the window of messages; those already shown stay the same elements,
+    also when the window moves on by the new turn (rows keyed by message, not by place)."""
+    username = sign_up(page, app_server.url)
+    cid = seed_long_conversation(app_server, username, 25)
+    page.goto(f"{app_server.url}/chat/{cid}")
+    messages = page.get_by_test_id("message")
+    expect(messages).to_have_count(50)
+    page.evaluate(
+        """() => { window.__shown = new Map();
+          for (const el of document.querySelectorAll('[data-testid="message"]'))
+            window.__shown.set(el.dataset.messageId, el.firstElementChild); }"""
+    )
+    ask(page, "echo: one more")
+    expect(messages.last).to_have_attribute("data-status", "done", timeout=30_000)
+    expect(messages.last).to_contain_text("one more")
+    # The window is the last 50 messages: the first turn's two left it.
+    expect(messages.first).to_have_text("Question 1: how does item 1 work?")
+    kept, rebuilt = page.evaluate(
+        """() => { let kept = 0; const rebuilt = [];
+          for (const el of document.querySelectorAll('[data-testid="message"]')) {
+            if (!window.__shown.has(el.dataset.messageId)) continue;
+            if (el.firstElementChild === window.__shown.get(el.dataset.messageId)) kept += 1;
+            else rebuilt.push(el.dataset.messageId);
+          }
+          return [kept, rebuilt]; }"""
+    )
+    assert rebuilt == []
+    assert kept == 48
+
+
 def test_usage_page_charts_and_csv_show_only_the_users_figures(
     page: Page, app_server, browser: Browser
 ) -> None:
