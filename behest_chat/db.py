@@ -3,10 +3,11 @@
 The URL is ``DATABASE_URL`` (default ``sqlite:///behest_chat.db``), read through
 :func:`behest_chat.settings.load_database_url` so database tools work before the Behest key
 is set up. SQLite runs in WAL mode with foreign keys on. ``postgresql://`` URLs use psycopg 3
-with a small pool per process (each app worker has its own): connections are checked before
-use (``pool_pre_ping``), so after PostgreSQL restarts or drops a connection only the
-statement that was running fails and the next one reconnects; connecting gives up after
-5 s and a statement after 30 s rather than holding a worker.
+with a pool per process (each app worker has its own, of cores + 6 connections).
+Connections are checked before use (``pool_pre_ping``), so after PostgreSQL restarts or
+drops a connection only the statement that was running fails and the next one
+reconnects; connecting gives up after 5 s and a statement after 30 s rather than holding
+a worker.
 
 Migrations are Alembic revisions in ``alembic/versions``, applied with::
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -43,6 +45,10 @@ ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 _SQLITE_BUSY_TIMEOUT_S = 15
 _PG_CONNECT_TIMEOUT_S = 5
 _PG_STATEMENT_TIMEOUT_MS = 30_000
+# The app's database work runs in the event loop's default thread pool, min(32, cores + 4)
+# threads, and the API's in Starlette's. A pool smaller than that opens and closes a
+# connection (a PostgreSQL backend process) whenever the threads are all busy at once.
+_PG_POOL_SIZE = min(32, (os.cpu_count() or 1) + 4) + 2
 # Any fixed number; every instance of the app uses the same one for its migration lock.
 _MIGRATION_LOCK_KEY = 7_351_204_881
 _engines: dict[str, Engine] = {}
@@ -75,7 +81,7 @@ def _create_engine(url: str) -> Engine:
         return create_engine(
             url,
             pool_pre_ping=True,
-            pool_size=5,
+            pool_size=_PG_POOL_SIZE,
             max_overflow=10,
             pool_timeout=10,
             # Servers and proxies close idle connections; renew them before that happens.
