@@ -413,9 +413,21 @@ def test_a_turn_keeps_the_messages_already_on_the_page(page: Page, app_server) -
           for (const el of document.querySelectorAll('[data-testid="message"]'))
             window.__shown.set(el.dataset.messageId, el.firstElementChild); }"""
     )
-    ask(page, "echo: one more")
-    expect(messages.last).to_have_attribute("data-status", "done", timeout=30_000)
-    expect(messages.last).to_contain_text("one more")
+    edit = page.get_by_test_id("edit").first
+    expect(edit).to_be_enabled()
+    app_server.clear_faults()
+    app_server.set_fault(token_delay_ms=8)
+    try:
+        ask(page, "long: 300")
+        expect(answers(page, "streaming")).to_have_count(1, timeout=15_000)
+        expect(edit).to_be_disabled()  # the rows' actions are off while the turn runs
+        expect(messages.last).to_have_attribute("data-status", "done", timeout=30_000)
+    finally:
+        app_server.clear_faults()
+    expect(edit).to_be_enabled()
+    expect(page.locator('[data-testid="message"][data-role="user"]').last).to_have_text(
+        "long: 300"
+    )
     # The window is the last 50 messages: the first turn's two left it.
     expect(messages.first).to_have_text("Question 1: how does item 1 work?")
     kept, rebuilt = page.evaluate(
