@@ -88,8 +88,43 @@ const current = () => snapshot;
 // the pieces that came before this module (kept by assets/live_queue.js).
 if (typeof window !== "undefined") {
   const early = window.behestLive?.pending ?? [];
-  window.behestLive = Object.freeze({ put });
+  window.behestLive = Object.freeze({ put, markdownBlocks });
   early.forEach(([answerId, at, text]) => put(answerId, at, text));
+}
+
+// The top-level blocks of a markdown text, for a reply in progress: each block is rendered
+// (and memoised) on its own, so a new piece renders the last block again, not the whole
+// reply, which would cost the square of its length. A block starts at a line that begins in
+// the first column after a blank line, outside a code fence; indented lines after a blank
+// line (a list item going on) stay with their block.
+export function markdownBlocks(text) {
+  const blocks = [];
+  let start = 0;
+  let fence = null; // the opening fence's run of ` or ~ while inside a fenced code block
+  let afterBlank = false;
+  for (let at = 0; at <= text.length; ) {
+    let end = text.indexOf("\n", at);
+    if (end === -1) end = text.length;
+    const line = text.slice(at, end);
+    if (fence === null) {
+      if (afterBlank && at > start && /^\S/.test(line)) {
+        blocks.push(text.slice(start, at));
+        start = at;
+      }
+      fence = /^ {0,3}(`{3,}|~{3,})/.exec(line)?.[1] ?? null;
+    } else if (closesFence(line, fence)) {
+      fence = null;
+    }
+    afterBlank = line.trim() === "";
+    at = end + 1;
+  }
+  blocks.push(text.slice(start));
+  return blocks;
+}
+
+function closesFence(line, fence) {
+  const trimmed = line.replace(/^ {0,3}/, "").trimEnd();
+  return trimmed.length >= fence.length && [...trimmed].every((c) => c === fence[0]);
 }
 
 // {answerId: text shown so far} of the answers pieces arrived for.

@@ -21,6 +21,7 @@ _HOOK = VarData(
     imports={"$/public/live_draft.js": [ImportVar(tag="useLiveDrafts")]},
     hooks={"const liveDrafts = useLiveDrafts()": None},
 )
+_BLOCKS = VarData(imports={"$/public/live_draft.js": [ImportVar(tag="markdownBlocks")]})
 
 
 # A piece costs ~150 bytes of framing on the websocket, so pieces are few and large: one goes
@@ -54,3 +55,15 @@ def live_text(answer_id: rx.Var[int]) -> rx.Var[str]:
         f'(liveDrafts[{answer_id!s}] ?? "")',
         _var_data=VarData.merge(_HOOK, answer_id._get_all_var_data()),
     ).to(str)
+
+
+def live_blocks(answer_id: rx.Var[int]) -> rx.Var[list[str]]:
+    """The text the page holds for ``answer_id`` as top-level markdown blocks.
+
+    Rendered one memoised block each, a new piece renders only the last block again rather
+    than the whole reply (``markdownBlocks`` in ``assets/live_draft.js``).
+    """
+    return rx.Var(
+        f'markdownBlocks(liveDrafts[{answer_id!s}] ?? "")',
+        _var_data=VarData.merge(_HOOK, _BLOCKS, answer_id._get_all_var_data()),
+    ).to(list[str])

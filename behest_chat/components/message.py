@@ -10,7 +10,7 @@ from __future__ import annotations
 import reflex as rx
 
 from behest_chat.components.layout import testid
-from behest_chat.live_draft import live_text
+from behest_chat.live_draft import live_blocks, live_text
 from behest_chat.state.chat import ChatState
 
 
@@ -24,11 +24,12 @@ def markdown(text: rx.Var[str]) -> rx.Component:
 
 
 @rx.memo
-def finished_markdown(content: rx.Var[str]) -> rx.Component:
-    """A finished message's markdown, rendered again only when its text changes.
+def memo_markdown(content: rx.Var[str]) -> rx.Component:
+    """Markdown rendered again only when its text changes.
 
-    The tab's message list is sent whole when a turn starts or ends; without this, every
-    message on the page would be parsed and highlighted again each time.
+    A finished message: the tab's message list is sent whole when a turn starts or ends,
+    and every message on the page would be parsed and highlighted again each time. A block
+    of the reply in progress: each new piece would parse and highlight the whole reply.
     """
     return markdown(content)
 
@@ -183,7 +184,7 @@ def message(msg: rx.Var[dict[str, str]]) -> rx.Component:
         rx.cond(
             is_user,
             rx.text(msg["content"], white_space="pre-wrap"),
-            finished_markdown(content=msg["content"]),
+            memo_markdown(content=msg["content"]),
         ),
         rx.cond(
             (msg["status"] != "done") & (msg["error"] != ""),
@@ -239,7 +240,10 @@ def draft() -> rx.Component:
                         # Relayed or streamed by the page itself (browser-direct): the
                         # same pieces, rendered the same way.
                         rx.box(
-                            markdown(live_text(ChatState.live_answer_id)),
+                            rx.foreach(
+                                live_blocks(ChatState.live_answer_id),
+                                lambda block: memo_markdown(content=block),
+                            ),
                             custom_attrs={
                                 "data-testid": rx.cond(
                                     ChatState.direct, "direct-draft", "live-draft"

@@ -69,6 +69,45 @@ def test_register_ask_and_watch_the_answer_stream(page: Page, app_server) -> Non
     expect(done.locator("pre, code").first).to_be_visible()
 
 
+# A reply's top-level markdown blocks, as the page splits it while it streams.
+BLOCKS = [
+    "# Title\n\n",
+    "A paragraph\non two lines\n\n",
+    "- an item\n\n    still the item, indented\n\n",
+    "```python\nx = 1\n\n\ny = 2\n```\n\n",
+    "~~~\n```\n\nstill code: a fence closes with its own kind\n~~~\n\n",
+    "1. the end",
+]
+
+
+def test_a_reply_in_progress_renders_block_by_block(page: Page, app_server) -> None:
+    """A new piece renders the last block of the reply again, not the whole reply. Blocks
+    start at a line in the first column after a blank line, never inside a code fence;
+    at every length the text passes through they make up the whole text, and a block
+    that another follows never changes again."""
+    register(page)
+    text = "".join(BLOCKS)
+    assert page.evaluate("t => window.behestLive.markdownBlocks(t)", text) == BLOCKS
+    wrong = page.evaluate(
+        """t => { const whole = window.behestLive.markdownBlocks(t), wrong = [];
+          for (let n = 0; n <= t.length; n++) {
+            const blocks = window.behestLive.markdownBlocks(t.slice(0, n));
+            const lost = blocks.join("") !== t.slice(0, n);
+            const changed = blocks.slice(0, -1).some((block, i) => block !== whole[i]);
+            if (lost || changed) wrong.push(n);
+          }
+          return wrong; }""",
+        text,
+    )
+    assert wrong == []
+    ask(page, "long: 300")
+    draft = page.get_by_test_id("live-draft")
+    expect(draft.locator("h2")).to_have_count(1, timeout=15_000)
+    expect(draft.locator("pre")).to_have_count(1)  # the code block, highlighted as it comes
+    done = assistant_messages(page).and_(page.locator('[data-status="done"]'))
+    expect(done).to_have_count(1, timeout=30_000)
+
+
 def test_reload_keeps_sign_in_and_sign_out_ends_the_session(page: Page, app_server) -> None:
     username = register(page)
     token = page.request.post("/api/behest/token")
