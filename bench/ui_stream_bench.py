@@ -4,7 +4,8 @@ Starts the app twice the way `make run` does (embedded gateway, offline model), 
 the default `APP_STREAM_FLUSH_MS=50` and once with `0` (a push per token, the naive way),
 signs a user in, asks for a 2,000-token answer in headless Chromium and counts what the
 websocket carried from the send to the finished answer, and how often the reply's DOM
-changed. The reply's own size is the stored answer's text (UTF-8). Prints one table.
+changed, and the page's main-thread long tasks (over 50 ms: the page frozen). The reply's
+own size is the stored answer's text (UTF-8). Prints one table.
 
     .venv/bin/python bench/ui_stream_bench.py [--tokens 2000] [--delay-ms 2]
 """
@@ -27,6 +28,10 @@ from tests.fixtures.app import CHROMIUM, CHROMIUM_ARGS, project_copy, run_app
 
 COUNT_UPDATES = """() => {
   window.__updates = 0;
+  window.__long = 0;
+  new PerformanceObserver(list => {
+    for (const entry of list.getEntries()) window.__long += entry.duration;
+  }).observe({type: 'longtask'});
   new MutationObserver(() => {
     const streaming = '[data-testid="message"][data-status="streaming"]';
     if (document.querySelector(streaming)) window.__updates++;
@@ -77,6 +82,8 @@ def measure(flush_ms: int, tokens: int, delay_ms: int) -> dict[str, float]:
         done.wait_for(timeout=120_000)
         elapsed = time.perf_counter() - started
         updates = page.evaluate("window.__updates")
+        page.wait_for_timeout(300)  # a long task is reported once it ends
+        long_tasks = page.evaluate("window.__long")
         browser.close()
         with sqlite3.connect(workdir / "app.db") as db:
             (reply,) = db.execute("SELECT content FROM message WHERE role = 'assistant'").fetchone()
@@ -87,6 +94,7 @@ def measure(flush_ms: int, tokens: int, delay_ms: int) -> dict[str, float]:
         "dom_updates": updates,
         "reply_bytes": len(reply.encode()),
         "seconds": elapsed,
+        "long_ms": long_tasks,
     }
 
 
@@ -99,14 +107,14 @@ def main() -> int:
     print(f"\nOne {args.tokens}-token reply, offline model at {args.delay_ms} ms/token\n")
     print(
         f"{'mode':<22}{'ws bytes':>12}{'frames':>8}{'DOM updates':>13}"
-        f"{'bytes/reply':>13}{'total s':>9}"
+        f"{'bytes/reply':>13}{'total s':>9}{'long tasks s':>14}"
     )
     for row in rows:
         mode = "coalesced pieces" if row["flush_ms"] else "per token (naive)"
         ratio = row["ws_bytes"] / row["reply_bytes"]
         print(
             f"{mode:<22}{row['ws_bytes']:>12,}{row['ws_frames']:>8}{row['dom_updates']:>13}"
-            f"{ratio:>12.1f}x{row['seconds']:>9.2f}"
+            f"{ratio:>12.1f}x{row['seconds']:>9.2f}{row['long_ms'] / 1000:>14.2f}"
         )
     print("\ntarget: coalesced websocket bytes ≤ 3 × the reply's own size")
     return 0
