@@ -63,7 +63,7 @@ def live_blocks(answer_id: rx.Var[int]) -> rx.Var[list[str]]:
     Rendered one memoised block each, a new piece renders only the last block again rather
     than the whole reply (``markdownBlocks`` in ``assets/live_draft.js``).
     """
+    text = live_text(answer_id)
     return rx.Var(
-        f'markdownBlocks(liveDrafts[{answer_id!s}] ?? "")',
-        _var_data=VarData.merge(_HOOK, _BLOCKS, answer_id._get_all_var_data()),
+        f"markdownBlocks({text!s})", _var_data=VarData.merge(_BLOCKS, text._get_all_var_data())
     ).to(list[str])
