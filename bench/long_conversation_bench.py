@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import sqlite3
 import statistics
 import sys
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 from playwright.sync_api import Page, expect, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from relay_bench import running_app
+from relay_bench import register_user, running_app
 
+from tests.e2e.test_conversations import seed_long_conversation
 from tests.fixtures.app import CHROMIUM, CHROMIUM_ARGS
 
 ANSWER = (
@@ -37,44 +34,18 @@ ANSWER = (
     "way.\n\n- the first point\n- the second point\n- the third point\n\n```python\n"
     "def handle_{n}(value: int) -> int:\n    return value * {n}\n```\n\n" + "More prose. " * 60
 )
+
+
+def long_answer(n: int) -> str:
+    return ANSWER.format(n=n)
+
+
 WATCH_LONG_TASKS = """() => {
   window.__long = 0;
   new PerformanceObserver(list => {
     for (const entry of list.getEntries()) window.__long += entry.duration;
   }).observe({type: 'longtask'});
 }"""
-
-
-def seed(db_path: str, username: str, turns: int) -> str:
-    """Write a conversation of ``turns`` questions and answers; return its id."""
-    now = datetime.now(UTC).replace(tzinfo=None)
-
-    def stamp(i: int) -> str:
-        return (now - timedelta(seconds=turns * 2 - i)).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-    cid = uuid.uuid4().hex
-    with sqlite3.connect(db_path, timeout=15) as db:
-        (user_id,) = db.execute("SELECT id FROM user WHERE username = ?", (username,)).fetchone()
-        (first,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM message").fetchone()
-        rows = []
-        for i in range(turns * 2):
-            role = "user" if i % 2 == 0 else "assistant"
-            text = f"Question {i // 2}?" if role == "user" else ANSWER.format(n=i // 2)
-            rows.append((first + i, cid, first + i - 1 if i else None, i, role, text, stamp(i)))
-        db.execute(
-            "INSERT INTO conversation (id, user_id, title, title_is_custom, session_id, leaf_id,"
-            " draft, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?, '', ?, ?)",
-            (cid, user_id, f"{turns} turns", str(uuid.uuid4()), first + turns * 2 - 1,
-             stamp(0), stamp(turns * 2)),
-        )
-        db.executemany(
-            "INSERT INTO message (id, conversation_id, parent_id, depth, role, content, status,"
-            " error_kind, error, trace_id, prompt_tokens, completion_tokens, usage_estimated,"
-            " run_id, heartbeat_at, stop_requested, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'done', '', '', '', 0, 0, 0, '', NULL, 0, ?, ?)",
-            [(*row, row[-1]) for row in rows],
-        )
-    return cid
 
 
 def one_turn(page: Page, url: str, question: str, received: list[int]) -> dict[str, float]:
@@ -110,25 +81,17 @@ def main() -> None:
     print("Starting the app (one worker, SQLite, embedded gateway) ...")
     results: dict[str, list[dict[str, float]]] = {}
     with running_app() as app, sync_playwright() as pw:
-        db_path = app.env["DATABASE_URL"].removeprefix("sqlite:///")
         username = f"bench{secrets.token_hex(3)}"
-        registered = httpx.post(
-            f"{app.url}/api/auth/register",
-            json={"username": username, "display_name": "Bench", "password": "bench password"},
-            headers={"Origin": app.url},
-        )
-        registered.raise_for_status()
+        name, _, value = register_user(app.url, username=username).partition("=")
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         context = browser.new_context(base_url=app.url, viewport={"width": 1200, "height": 850})
-        context.add_cookies(
-            [{"name": k, "value": v, "url": app.url} for k, v in registered.cookies.items()]
-        )
+        context.add_cookies([{"name": name, "value": value, "url": app.url}])
         page = context.new_page()
         received: list[int] = []
         page.on("websocket", lambda ws: ws.on("framereceived", lambda p: received.append(len(p))))
         conversations = {
-            "2 messages": seed(db_path, username, 1),
-            "50 messages": seed(db_path, username, 25),
+            "2 messages": seed_long_conversation(app, username, 1, long_answer),
+            "50 messages": seed_long_conversation(app, username, 25, long_answer),
         }
         for label, cid in conversations.items():
             one_turn(page, f"/chat/{cid}", "echo: warm up", received)  # not counted

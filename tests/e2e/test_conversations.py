@@ -12,6 +12,7 @@ import secrets
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -314,8 +315,15 @@ def test_autoscroll_follows_until_the_reader_scrolls_up(page: Page, app_server) 
     expect(answers(page, "stopped")).to_have_count(1)
 
 
-def seed_long_conversation(app_server, username: str, turns: int) -> str:
-    """Write a conversation of `turns` question/answer pairs into the app's database."""
+def short_answer(n: int) -> str:
+    return f"Answer {n}: item **{n}** works like this.\n\n- one point\n- another"
+
+
+def seed_long_conversation(
+    app_server, username: str, turns: int, answer: Callable[[int], str] = short_answer
+) -> str:
+    """Write a conversation of `turns` question/answer pairs into the app's database;
+    `answer(n)` is the n-th answer's text."""
     path = app_server.env["DATABASE_URL"].removeprefix("sqlite:///")
     now = datetime.now(UTC).replace(tzinfo=None)
     stamp = lambda i: (now - timedelta(seconds=turns * 2 - i)).strftime("%Y-%m-%d %H:%M:%S.%f")  # noqa: E731
@@ -329,9 +337,7 @@ def seed_long_conversation(app_server, username: str, turns: int) -> str:
             text = (
                 f"Question {i // 2}: how does item {i // 2} work?"
                 if role == "user"
-                else (
-                    f"Answer {i // 2}: item **{i // 2}** works like this.\n\n- one point\n- another"
-                )
+                else answer(i // 2)
             )
             rows.append((start + i, cid, start + i - 1 if i else None, i, role, text, stamp(i)))
         db.execute(
