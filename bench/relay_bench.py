@@ -194,7 +194,7 @@ class ReflexSocket:
                 if event.get("name") == "_redirect":
                     await self.navigate(event["payload"]["path"])
             if self.on_update is not None:
-                self.on_update(now, delta, body.get("events") or [])
+                self.on_update(now, delta, events)
 
 
 @dataclass
