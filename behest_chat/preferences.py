@@ -11,8 +11,9 @@ default), created by the Alembic revision ``0003_transport_preference``.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel
@@ -60,10 +61,19 @@ def get_transport(user_id: int, *, db: Session | None = None) -> Transport:
         ``"relay"`` or ``"direct"``; ``"relay"`` when the user never chose.
     """
     with joined(db) as db:
-        row = db.get(TransportPreference, user_id)
-        if row is None or row.transport not in TRANSPORTS:
+        chosen = db.connection().execute(_chosen_query(), {"user_id": user_id}).scalar()
+        if chosen not in TRANSPORTS:
             return DEFAULT_TRANSPORT
-        return cast(Transport, row.transport)
+        return cast(Transport, chosen)
+
+
+@functools.cache
+def _chosen_query() -> Any:
+    """A user's stored transport. Built once: every send reads it."""
+    preferences = TransportPreference.__table__  # type: ignore[attr-defined]
+    return sa.select(preferences.c.transport).where(
+        preferences.c.user_id == sa.bindparam("user_id")
+    )
 
 
 def set_transport(user_id: int, transport: str) -> Transport:

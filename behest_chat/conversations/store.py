@@ -328,9 +328,8 @@ def ask(
         answer = _answer(conversation_id, question.id, depth + 1, run_id, now)
         answer.id = int(_insert(connection, messages, answer))
         connection.execute(
-            conversations.update()
-            .where(conversations.c.id == conversation_id)
-            .values(leaf_id=answer.id, title=title, draft="", updated_at=now)
+            _asked_update(),
+            {"conversation_id": conversation_id, "leaf": answer.id, "new_title": title, "now": now},
         )
     return Asked(conversation_id, session_id, title, question, answer)
 
@@ -430,42 +429,29 @@ def finish_answer(
     Two statements without the ORM's unit of work (every turn ends here); with ``db``, in
     the caller's transaction.
     """
-    messages = Message.__table__  # type: ignore[attr-defined]
-    conversations = Conversation.__table__  # type: ignore[attr-defined]
+    end_answer, touch_conversation = _ending_updates()
     now = utcnow()
-    values: dict[str, Any] = {
-        "status": status,
-        "content": content,
-        "error_kind": error_kind,
-        "error": error[:ERROR_CHARS],
-        "trace_id": trace_id[:TRACE_ID_CHARS],
-        # Continue adds to an answer: its earlier requests' tokens stay counted.
-        "prompt_tokens": messages.c.prompt_tokens + prompt_tokens,
-        "completion_tokens": messages.c.completion_tokens + completion_tokens,
-        "heartbeat_at": None,
-        "updated_at": now,
-    }
-    if usage_estimated:
-        values["usage_estimated"] = True
     with joined(db) as db:
         connection = db.connection()
         ended = connection.execute(
-            messages.update()
-            .where(
-                messages.c.id == message_id,
-                messages.c.run_id == run_id,
-                messages.c.status == "streaming",
-            )
-            .values(values)
+            end_answer,
+            {
+                "message_id": message_id,
+                "answer_run_id": run_id,
+                "new_status": status,
+                "new_content": content,
+                "new_error_kind": error_kind,
+                "new_error": error[:ERROR_CHARS],
+                "new_trace_id": trace_id[:TRACE_ID_CHARS],
+                "more_prompt_tokens": prompt_tokens,
+                "more_completion_tokens": completion_tokens,
+                "estimated": usage_estimated,
+                "now": now,
+            },
         )
         if not ended.rowcount:
             return False
-        owner = sa.select(messages.c.conversation_id).where(messages.c.id == message_id)
-        connection.execute(
-            conversations.update()
-            .where(conversations.c.id == owner.scalar_subquery())
-            .values(updated_at=now)
-        )
+        connection.execute(touch_conversation, {"message_id": message_id, "now": now})
         return True
 
 
@@ -740,7 +726,74 @@ def _answer(
 def _insert(connection: sa.Connection, table: sa.Table, row: SQLModel) -> Any:
     """Insert ``row`` (its model's defaults filled in) and return its primary key."""
     values = row.model_dump(exclude_none=True)
-    return connection.execute(table.insert().values(values)).inserted_primary_key[0]
+    return connection.execute(_insert_into(table), values).inserted_primary_key[0]
+
+
+# The statements every turn runs are built once, their values passed as parameters:
+# building one costs more CPU than the database spends running it.
+
+
+@functools.cache
+def _insert_into(table: sa.Table) -> Any:
+    return table.insert()
+
+
+@functools.cache
+def _asked_update() -> Any:
+    """A conversation's new branch end, title and cleared draft, after a question."""
+    conversations = Conversation.__table__  # type: ignore[attr-defined]
+    return (
+        conversations.update()
+        .where(conversations.c.id == sa.bindparam("conversation_id"))
+        .values(
+            leaf_id=sa.bindparam("leaf"),
+            title=sa.bindparam("new_title"),
+            draft="",
+            updated_at=sa.bindparam("now"),
+        )
+    )
+
+
+@functools.cache
+def _ending_updates() -> tuple[Any, Any]:
+    """An answer's ending (only from the run streaming it), and its conversation's time."""
+    messages = Message.__table__  # type: ignore[attr-defined]
+    conversations = Conversation.__table__  # type: ignore[attr-defined]
+    end_answer = (
+        messages.update()
+        .where(
+            messages.c.id == sa.bindparam("message_id"),
+            messages.c.run_id == sa.bindparam("answer_run_id"),
+            messages.c.status == "streaming",
+        )
+        .values(
+            status=sa.bindparam("new_status"),
+            content=sa.bindparam("new_content"),
+            error_kind=sa.bindparam("new_error_kind"),
+            error=sa.bindparam("new_error"),
+            trace_id=sa.bindparam("new_trace_id"),
+            # Continue adds to an answer: its earlier requests' tokens stay counted.
+            prompt_tokens=messages.c.prompt_tokens + sa.bindparam("more_prompt_tokens"),
+            completion_tokens=(
+                messages.c.completion_tokens + sa.bindparam("more_completion_tokens")
+            ),
+            # Once estimated, an answer's count stays marked so.
+            usage_estimated=sa.or_(
+                messages.c.usage_estimated, sa.bindparam("estimated", type_=sa.Boolean)
+            ),
+            heartbeat_at=None,
+            updated_at=sa.bindparam("now"),
+        )
+    )
+    owner = sa.select(messages.c.conversation_id).where(
+        messages.c.id == sa.bindparam("message_id")
+    )
+    touch_conversation = (
+        conversations.update()
+        .where(conversations.c.id == owner.scalar_subquery())
+        .values(updated_at=sa.bindparam("now"))
+    )
+    return end_answer, touch_conversation
 
 
 @functools.cache
