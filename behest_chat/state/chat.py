@@ -86,14 +86,13 @@ from behest_chat.state.turn_store import (
     TurnEndRows,
     TurnStart,
     answer_is_live,
-    appended_answer,
     begin_turn,
     check_send,
-    ended_answer_row,
     message_rows,
     sidebar_rows,
     store_ending,
     store_send,
+    store_send_ending,
     turn_end_rows,
     turn_start_rows,
     user_allowance,
@@ -1045,7 +1044,7 @@ class ChatState(AuthState):
         user = turn.user
 
         def store_and_read() -> TurnEndRows | None:
-            stored = store_ending(
+            ending = (
                 turn,
                 answer_id,
                 run_id,
@@ -1055,18 +1054,14 @@ class ChatState(AuthState):
                 completion_tokens,
                 estimated,
             )
+            if follows and not search and shown < store.DEFAULT_PAGE:
+                # The tab gets the answer as stored; the window stays within its page.
+                appended = store_send_ending(*ending, follows)
+                if appended is not None:
+                    return appended
+            else:
+                store_ending(*ending)
             try:  # what the tab shows next, read here so the event loop never waits on it
-                if stored is True and follows and not search and shown < store.DEFAULT_PAGE:
-                    # The tab gets the answer as stored; the window stays within its page.
-                    row = ended_answer_row(
-                        answer_id,
-                        outcome,
-                        recorder.text,
-                        prompt_tokens,
-                        completion_tokens,
-                        estimated,
-                    )
-                    return appended_answer(user, turn.conversation_id, row, follows)
                 return turn_end_rows(user, turn.conversation_id, search)
             except Exception:
                 logger.exception("the rows after a chat turn were not read")

@@ -3,8 +3,9 @@
 A send's checks only read (:func:`check_send`), so its request can go out while the question
 and answer are stored in one transaction (:func:`store_send`);
 edits, Retry, Regenerate and Continue create the answer with what the tab shows at the
-turn's start (:func:`begin_turn`). The ending is stored with its usage (:func:`store_ending`)
-and the tab's rows after it are read in the same trip (:func:`turn_end_rows`).
+turn's start (:func:`begin_turn`). The ending is stored with its usage (:func:`store_ending`;
+a send's, with the allowance after it: :func:`store_send_ending`) and the tab's rows after
+it are read in the same trip (:func:`turn_end_rows`).
 :func:`message_rows` turns stored messages into the page's rows.
 """
 
@@ -41,7 +42,6 @@ __all__ = [
     "TurnStart",
     "TurnStartRows",
     "answer_is_live",
-    "appended_answer",
     "begin_turn",
     "check_send",
     "ended_answer_row",
@@ -51,6 +51,7 @@ __all__ = [
     "sidebar_rows",
     "store_ending",
     "store_send",
+    "store_send_ending",
     "turn_end_rows",
     "turn_start_rows",
     "user_allowance",
@@ -263,15 +264,6 @@ def turn_end_rows(user: SessionUser, conversation_id: str, search: str) -> TurnE
     )
 
 
-def appended_answer(
-    user: SessionUser, conversation_id: str, answer: dict[str, str], after_id: str
-) -> TurnEndRows:
-    """The ended answer's row to append after the question ``after_id``, and the allowance
-    (blocking: one query). Only for a send's new answer, with no search in the sidebar."""
-    allowance = user_allowance(user, conversation_id).summary()
-    return TurnEndRows(conversation_id, "", None, False, None, allowance, answer, after_id)
-
-
 def ended_answer_row(
     answer_id: int,
     outcome: Outcome,
@@ -350,6 +342,71 @@ def store_ending(
         or counted); ``None`` when the database failed (the tokens are still counted if it
         allows; the answer shows as interrupted once its heartbeat is stale).
     """
+    stored, _ = _store_ending(
+        turn,
+        answer_id,
+        run_id,
+        outcome,
+        text,
+        prompt_tokens,
+        completion_tokens,
+        estimated,
+        count_unowned=count_unowned,
+        read_allowance=False,
+    )
+    return stored
+
+
+def store_send_ending(
+    turn: Turn,
+    answer_id: int,
+    run_id: str,
+    outcome: Outcome,
+    text: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    estimated: bool,
+    after_id: str,
+) -> TurnEndRows | None:
+    """:func:`store_ending` for a send's new answer, which the tab appends after the
+    question ``after_id``: its row as stored, and the allowance read in the same
+    transaction (blocking). ``None`` unless this run stored the ending."""
+    stored, allowance = _store_ending(
+        turn,
+        answer_id,
+        run_id,
+        outcome,
+        text,
+        prompt_tokens,
+        completion_tokens,
+        estimated,
+        count_unowned=True,
+        read_allowance=True,
+    )
+    if stored is not True or allowance is None:
+        return None
+    row = ended_answer_row(answer_id, outcome, text, prompt_tokens, completion_tokens, estimated)
+    return TurnEndRows(
+        turn.conversation_id, "", None, False, None, allowance.summary(), row, after_id
+    )
+
+
+def _store_ending(
+    turn: Turn,
+    answer_id: int,
+    run_id: str,
+    outcome: Outcome,
+    text: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    estimated: bool,
+    *,
+    count_unowned: bool,
+    read_allowance: bool,
+) -> tuple[bool | None, budgets.Allowance | None]:
+    """:func:`store_ending`, and with ``read_allowance`` the user's allowance after it, read
+    in the same transaction once this run stored the ending."""
+
     def count_usage(db: Session | None = None) -> None:
         store.record_usage(
             user_id=turn.user.user_id,
@@ -363,6 +420,7 @@ def store_ending(
         )
 
     counted = bool(prompt_tokens or completion_tokens)
+    allowance = None
     try:
         with session_scope() as db:  # the ending and its usage in one transaction
             stored = store.finish_answer(
@@ -380,7 +438,9 @@ def store_ending(
             )
             if counted and (stored or count_unowned):
                 count_usage(db)
-        return stored
+            if stored and read_allowance:
+                allowance = user_allowance(turn.user, turn.conversation_id, db=db)
+        return stored, allowance
     except Exception:  # the heartbeat stops, so the answer shows as interrupted later
         logger.exception("the end of a chat turn was not stored")
     if counted:  # the request went out: its tokens still count
@@ -388,7 +448,7 @@ def store_ending(
             count_usage()
         except Exception:
             logger.exception("the usage of a chat turn was not stored")
-    return None
+    return None, None
 
 
 class Outcome:
