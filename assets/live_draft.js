@@ -88,7 +88,7 @@ const current = () => snapshot;
 // the pieces that came before this module (kept by assets/live_queue.js).
 if (typeof window !== "undefined") {
   const early = window.behestLive?.pending ?? [];
-  window.behestLive = Object.freeze({ put, markdownBlocks });
+  window.behestLive = Object.freeze({ put, markdownBlocks, draftBlocks });
   early.forEach(([answerId, at, text]) => put(answerId, at, text));
 }
 
@@ -120,6 +120,14 @@ export function markdownBlocks(text) {
   }
   blocks.push(text.slice(start));
   return blocks;
+}
+
+// A reply in progress that ends in a heading's marker alone ("#", "## ") would show an empty
+// heading until the heading's words come: the marker waits for them.
+const OPEN_HEADING = /(^|\n) {0,3}#{1,6}[ \t]*$/;
+
+export function draftBlocks(text) {
+  return markdownBlocks(text.replace(OPEN_HEADING, "$1"));
 }
 
 function closesFence(line, fence) {

@@ -21,7 +21,7 @@ _HOOK = VarData(
     imports={"$/public/live_draft.js": [ImportVar(tag="useLiveDrafts")]},
     hooks={"const liveDrafts = useLiveDrafts()": None},
 )
-_BLOCKS = VarData(imports={"$/public/live_draft.js": [ImportVar(tag="markdownBlocks")]})
+_BLOCKS = VarData(imports={"$/public/live_draft.js": [ImportVar(tag="draftBlocks")]})
 
 
 # A piece costs ~150 bytes of framing on the websocket, so pieces are few and large: one goes
@@ -61,9 +61,10 @@ def live_blocks(answer_id: rx.Var[int]) -> rx.Var[list[str]]:
     """The text the page holds for ``answer_id`` as top-level markdown blocks.
 
     Rendered one memoised block each, a new piece renders only the last block again rather
-    than the whole reply (``markdownBlocks`` in ``assets/live_draft.js``).
+    than the whole reply (``markdownBlocks`` in ``assets/live_draft.js``). A heading's
+    marker at the very end waits for the heading's words (``draftBlocks``).
     """
     text = live_text(answer_id)
     return rx.Var(
-        f"markdownBlocks({text!s})", _var_data=VarData.merge(_BLOCKS, text._get_all_var_data())
+        f"draftBlocks({text!s})", _var_data=VarData.merge(_BLOCKS, text._get_all_var_data())
     ).to(list[str])

@@ -100,12 +100,26 @@ def test_a_reply_in_progress_renders_block_by_block(page: Page, app_server) -> N
         text,
     )
     assert wrong == []
-    ask(page, "long: 300")
+    # A heading's marker at the end waits for the heading's words.
+    assert page.evaluate("t => window.behestLive.draftBlocks(t)", "Intro\n\n## ") == [
+        "Intro\n\n"
+    ]
+    page.evaluate(
+        """() => { window.__emptyHeadings = 0;
+          new MutationObserver(() => {
+            const headings = document.querySelectorAll(
+              '[data-testid="live-draft"] :is(h1, h2, h3, h4, h5, h6)');
+            for (const h of headings) if (!h.textContent.trim()) window.__emptyHeadings++;
+          }).observe(document.body, { childList: true, subtree: true, characterData: true });
+        }"""
+    )
+    ask(page, "long: 300")  # the model writes "#", "#", " Streaming" …
     draft = page.get_by_test_id("live-draft")
     expect(draft.locator("h2")).to_have_count(1, timeout=15_000)
     expect(draft.locator("pre")).to_have_count(1)  # the code block, highlighted as it comes
     done = assistant_messages(page).and_(page.locator('[data-status="done"]'))
     expect(done).to_have_count(1, timeout=30_000)
+    assert page.evaluate("window.__emptyHeadings") == 0, "an empty heading was shown"
 
 
 def test_reload_keeps_sign_in_and_sign_out_ends_the_session(page: Page, app_server) -> None:
