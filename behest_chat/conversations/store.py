@@ -188,7 +188,7 @@ def list_conversations(
             sa.or_(conversations.c.title.ilike(pattern, escape="\\"), in_text)
         )
     with joined(db) as db:
-        rows = db.connection().execute(statement, {"user_id": user_id, "limit": limit})
+        rows = db.connection().execute(statement, {"user_id": user_id, "limit": limit}).all()
         return [ConversationSummary(id=r.id, title=r.title, updated_at=r.updated_at) for r in rows]
 
 
@@ -406,7 +406,7 @@ def save_progress_many(answers: Sequence[tuple[int, str, str]]) -> set[int]:
                 .values(content=given.c.content, heartbeat_at=now, updated_at=now)
                 .returning(col(Message.id))
             )
-            saved.update(db.connection().execute(statement).scalars())
+            saved.update(db.connection().execute(statement).scalars().all())
     return saved
 
 
@@ -632,8 +632,9 @@ def branch_history(
     user saw them.
     """
     with joined(db) as db:
-        # Plain rows, not Message objects: a long branch is read on every send.
-        rows = db.connection().execute(_history_query(), {"start_id": up_to_id})
+        # Plain rows, not Message objects, fetched at once: a long branch is read on every
+        # send.
+        rows = db.connection().execute(_history_query(), {"start_id": up_to_id}).all()
     return [
         {"role": role, "content": content}
         for role, content, owner in rows
