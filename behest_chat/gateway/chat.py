@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import time
 import uuid
@@ -63,11 +64,17 @@ _YIELD_EVERY = 64
 class _Tally:
     """What a completion produced so far; read when it ends, however it ends."""
 
-    prompt_tokens: int
+    messages: list[dict[str, Any]]  # the request's, for its prompt tokens
     keep_text: bool = False  # only threads need the reply text; long answers can be huge
     completion_tokens: int = 0
     parts: list[str] = field(default_factory=list)
     upstream_usage: dict[str, Any] | None = None
+
+    @functools.cached_property
+    def prompt_tokens(self) -> int:
+        # Counted when the usage is due, not before the first token: a long history takes
+        # a while to count.
+        return prompt_tokens(self.messages)
 
     def add(self, text: str, tokens: int) -> None:
         if self.keep_text:
@@ -188,7 +195,7 @@ async def _complete(
     request: Request, gateway: Gateway, chat: _Chat, plan: FaultPlan | None
 ) -> Response:
     """A non-streaming completion; a client that leaves cancels the work (and the upstream call)."""
-    tally = _Tally(prompt_tokens(chat.messages), keep_text=chat.thread_id is not None)
+    tally = _Tally(chat.messages, keep_text=chat.thread_id is not None)
     result: dict[str, Any] | None = None
     failure: GatewayError | None = None
     disconnected = False
@@ -264,7 +271,7 @@ async def _guarded(
     The way it ended is left in ``state.stream_outcome`` for the request log.
     """
     stats = gateway.store.stats
-    tally = _Tally(prompt_tokens(chat.messages), keep_text=chat.thread_id is not None)
+    tally = _Tally(chat.messages, keep_text=chat.thread_id is not None)
     delay_ms = gateway.config.token_delay_ms
     if plan is not None and plan.token_delay_ms is not None:
         delay_ms = plan.token_delay_ms
