@@ -80,6 +80,7 @@ from behest_chat.state.turn_store import (
     CONTINUE_PROMPT,
     MISSING,
     NOT_LOADED,
+    Ending,
     Outcome,
     SendCheck,
     Turn,
@@ -238,14 +239,16 @@ class ChatState(AuthState):
         outcome = Outcome()
         outcome.sent = True
         stored = store_ending(
-            Turn(user, conversation.id, conversation.session_id, answer.parent_id or 0),
-            self._direct_answer_id,
-            run_id,
-            outcome,
-            self._direct_prefix,
-            self._direct_prompt_tokens,
-            0,
-            estimated=True,
+            Ending(
+                Turn(user, conversation.id, conversation.session_id, answer.parent_id or 0),
+                self._direct_answer_id,
+                run_id,
+                outcome,
+                self._direct_prefix,
+                self._direct_prompt_tokens,
+                0,
+                estimated=True,
+            ),
             count_unowned=False,
         )
         _release_direct(run_id)
@@ -914,14 +917,16 @@ class ChatState(AuthState):
             _count(reported.get("completion_tokens")), budgets.estimate_tokens(turn.text)
         )
         stored = store_ending(
-            Turn(user, conversation_id, conversation.session_id, answer.parent_id or 0),
-            answer_id,
-            run_id,
-            outcome,
-            text,
-            prompt_tokens,
-            completion_tokens if turn.text or turn.status == "done" else 0,
-            estimated=True,
+            Ending(
+                Turn(user, conversation_id, conversation.session_id, answer.parent_id or 0),
+                answer_id,
+                run_id,
+                outcome,
+                text,
+                prompt_tokens,
+                completion_tokens if turn.text or turn.status == "done" else 0,
+                estimated=True,
+            ),
             count_unowned=False,
         )
         _release_direct(run_id)
@@ -1044,7 +1049,7 @@ class ChatState(AuthState):
         user = turn.user
 
         def store_and_read() -> TurnEndRows | None:
-            ending = (
+            ending = Ending(
                 turn,
                 answer_id,
                 run_id,
@@ -1056,11 +1061,11 @@ class ChatState(AuthState):
             )
             if follows and not search and shown < store.DEFAULT_PAGE:
                 # The tab gets the answer as stored; the window stays within its page.
-                appended = store_send_ending(*ending, follows)
+                appended = store_send_ending(ending, follows)
                 if appended is not None:
                     return appended
             else:
-                store_ending(*ending)
+                store_ending(ending)
             try:  # what the tab shows next, read here so the event loop never waits on it
                 return turn_end_rows(user, turn.conversation_id, search)
             except Exception:

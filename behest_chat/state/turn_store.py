@@ -33,6 +33,7 @@ __all__ = [
     "CONTINUE_PROMPT",
     "MISSING",
     "NOT_LOADED",
+    "Ending",
     "NewQuestion",
     "Outcome",
     "SendCheck",
@@ -264,28 +265,22 @@ def turn_end_rows(user: SessionUser, conversation_id: str, search: str) -> TurnE
     )
 
 
-def ended_answer_row(
-    answer_id: int,
-    outcome: Outcome,
-    text: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    estimated: bool,
-) -> dict[str, str]:
+def ended_answer_row(ending: Ending) -> dict[str, str]:
     """The page's row of a send's new answer (one version) as :func:`store_ending` stored
     it, without reading it back."""
+    outcome = ending.outcome
     view = MessageView(
-        id=answer_id,
+        id=ending.answer_id,
         parent_id=None,
         role="assistant",
-        content=text,
+        content=ending.text,
         status=outcome.status,
         error_kind=outcome.kind,
         error=_ending_text(outcome)[: store.ERROR_CHARS],
         trace_id=outcome.trace_id[: store.TRACE_ID_CHARS],
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        usage_estimated=estimated,
+        prompt_tokens=ending.prompt_tokens,
+        completion_tokens=ending.completion_tokens,
+        usage_estimated=ending.estimated,
         run_id="",
         heartbeat_at=None,
         version=1,
@@ -319,18 +314,21 @@ def answer_is_live(user: SessionUser, conversation_id: str) -> bool:
     return is_live(store.streaming_answer(user.user_id, conversation_id))
 
 
-def store_ending(
-    turn: Turn,
-    answer_id: int,
-    run_id: str,
-    outcome: Outcome,
-    text: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    estimated: bool,
-    *,
-    count_unowned: bool = True,
-) -> bool | None:
+@dataclass(frozen=True)
+class Ending:
+    """How a turn's answer ends: the text that arrived, the outcome and the tokens."""
+
+    turn: Turn
+    answer_id: int
+    run_id: str
+    outcome: Outcome
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool  # the tokens are the app's estimate, not the gateway's usage chunk
+
+
+def store_ending(ending: Ending, *, count_unowned: bool = True) -> bool | None:
     """Close the answer with its outcome and add its tokens to the ledger.
 
     ``count_unowned``: count the tokens even if another ending came first (a relayed
@@ -342,98 +340,63 @@ def store_ending(
         or counted); ``None`` when the database failed (the tokens are still counted if it
         allows; the answer shows as interrupted once its heartbeat is stale).
     """
-    stored, _ = _store_ending(
-        turn,
-        answer_id,
-        run_id,
-        outcome,
-        text,
-        prompt_tokens,
-        completion_tokens,
-        estimated,
-        count_unowned=count_unowned,
-        read_allowance=False,
-    )
+    stored, _ = _store_ending(ending, count_unowned=count_unowned, read_allowance=False)
     return stored
 
 
-def store_send_ending(
-    turn: Turn,
-    answer_id: int,
-    run_id: str,
-    outcome: Outcome,
-    text: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    estimated: bool,
-    after_id: str,
-) -> TurnEndRows | None:
+def store_send_ending(ending: Ending, after_id: str) -> TurnEndRows | None:
     """:func:`store_ending` for a send's new answer, which the tab appends after the
     question ``after_id``: its row as stored, and the allowance read in the same
     transaction (blocking). ``None`` unless this run stored the ending."""
-    stored, allowance = _store_ending(
-        turn,
-        answer_id,
-        run_id,
-        outcome,
-        text,
-        prompt_tokens,
-        completion_tokens,
-        estimated,
-        count_unowned=True,
-        read_allowance=True,
-    )
+    stored, allowance = _store_ending(ending, count_unowned=True, read_allowance=True)
     if stored is not True or allowance is None:
         return None
-    row = ended_answer_row(answer_id, outcome, text, prompt_tokens, completion_tokens, estimated)
     return TurnEndRows(
-        turn.conversation_id, "", None, False, None, allowance.summary(), row, after_id
+        ending.turn.conversation_id,
+        "",
+        None,
+        False,
+        None,
+        allowance.summary(),
+        ended_answer_row(ending),
+        after_id,
     )
 
 
 def _store_ending(
-    turn: Turn,
-    answer_id: int,
-    run_id: str,
-    outcome: Outcome,
-    text: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    estimated: bool,
-    *,
-    count_unowned: bool,
-    read_allowance: bool,
+    ending: Ending, *, count_unowned: bool, read_allowance: bool
 ) -> tuple[bool | None, budgets.Allowance | None]:
     """:func:`store_ending`, and with ``read_allowance`` the user's allowance after it, read
     in the same transaction once this run stored the ending."""
+    turn, outcome = ending.turn, ending.outcome
 
     def count_usage(db: Session | None = None) -> None:
         store.record_usage(
             user_id=turn.user.user_id,
             conversation_id=turn.conversation_id,
             session_id=turn.session_id,
-            message_id=answer_id,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            estimated=estimated,
+            message_id=ending.answer_id,
+            prompt_tokens=ending.prompt_tokens,
+            completion_tokens=ending.completion_tokens,
+            estimated=ending.estimated,
             db=db,
         )
 
-    counted = bool(prompt_tokens or completion_tokens)
+    counted = bool(ending.prompt_tokens or ending.completion_tokens)
     allowance = None
     try:
         with session_scope() as db:  # the ending and its usage in one transaction
             stored = store.finish_answer(
-                answer_id,
-                run_id,
+                ending.answer_id,
+                ending.run_id,
                 status=outcome.status,
-                content=text,
+                content=ending.text,
                 error_kind=outcome.kind,
                 error=_ending_text(outcome),
                 trace_id=outcome.trace_id,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                usage_estimated=estimated,
+                prompt_tokens=ending.prompt_tokens,
+                completion_tokens=ending.completion_tokens,
+                usage_estimated=ending.estimated,
                 db=db,
             )
             if counted and (stored or count_unowned):
