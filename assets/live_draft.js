@@ -122,12 +122,13 @@ export function markdownBlocks(text) {
   return blocks;
 }
 
-// A reply in progress that ends in a heading's marker alone ("#", "## ") would show an empty
-// heading until the heading's words come: the marker waits for them.
-const OPEN_HEADING = /(^|\n) {0,3}#{1,6}[ \t]*$/;
+// A reply in progress whose last line is a block's marker alone would show what is not
+// written yet: "#" an empty heading, "-" or "=" under a line of text turns that line into
+// a heading, "-", "1." or ">" an empty item or quote. The marker waits for its words.
+const BARE_MARKER = /(^|\n) {0,3}(#{1,6}|[-*+=_]+|\d{1,9}[.)]|>)[ \t]*$/;
 
 export function draftBlocks(text) {
-  return markdownBlocks(text.replace(OPEN_HEADING, "$1"));
+  return markdownBlocks(text.replace(BARE_MARKER, "$1"));
 }
 
 function closesFence(line, fence) {

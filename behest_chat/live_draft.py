@@ -61,8 +61,8 @@ def live_blocks(answer_id: rx.Var[int]) -> rx.Var[list[str]]:
     """The text the page holds for ``answer_id`` as top-level markdown blocks.
 
     Rendered one memoised block each, a new piece renders only the last block again rather
-    than the whole reply (``markdownBlocks`` in ``assets/live_draft.js``). A heading's
-    marker at the very end waits for the heading's words (``draftBlocks``).
+    than the whole reply (``markdownBlocks`` in ``assets/live_draft.js``). A block's
+    marker alone on the last line ("#", "-", "1.") waits for its words (``draftBlocks``).
     """
     text = live_text(answer_id)
     return rx.Var(

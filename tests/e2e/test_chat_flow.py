@@ -100,10 +100,19 @@ def test_a_reply_in_progress_renders_block_by_block(page: Page, app_server) -> N
         text,
     )
     assert wrong == []
-    # A heading's marker at the end waits for the heading's words.
-    assert page.evaluate("t => window.behestLive.draftBlocks(t)", "Intro\n\n## ") == [
-        "Intro\n\n"
-    ]
+    # A block's marker alone on the last line waits for its words: an empty heading, a
+    # line of text turned into a heading by "-" or "=" under it, an empty item or quote.
+    draft_blocks = "t => window.behestLive.draftBlocks(t)"
+    for shown, held in [
+        ("Intro\n\n", "## "),
+        ("Steps:\n", "-"),
+        ("Title\n", "="),
+        ("Intro\n\n- one\n", "- "),
+        ("Intro\n\n1. one\n", "2."),
+        ("Intro\n\n", "> "),
+    ]:
+        assert page.evaluate(draft_blocks, shown + held) == page.evaluate(draft_blocks, shown)
+    assert page.evaluate(draft_blocks, "Steps:\n- one") == ["Steps:\n- one"]
     page.evaluate(
         """() => { window.__emptyHeadings = 0;
           new MutationObserver(() => {
