@@ -68,8 +68,6 @@ def composer() -> rx.Component:
                     default_value=ChatState.composer_seed,
                     disabled=ChatState.missing,
                     on_blur=ChatState.remember_draft,
-                    # 16 px keeps mobile browsers from zooming into the field.
-                    font_size="16px",
                     custom_attrs={
                         "on_key_down": Var(_js_expr=_ENTER_SENDS),
                         "data-testid": "composer-input",

@@ -62,9 +62,19 @@ def header() -> rx.Component:
     )
 
 
+# Phones zoom the page into a text field whose text is smaller than 16 px when it gets
+# focus, and leave it zoomed. Radix sizes the field inside its root, so the rule names it.
+_FIELDS_CSS = """
+@media (pointer: coarse) {
+  .rt-TextFieldInput, .rt-TextAreaInput, input, textarea, select { font-size: 16px; }
+}
+"""
+
+
 def page(*children: rx.Component, **props: object) -> rx.Component:
     """A full-height page with the header on top."""
     return rx.flex(
+        rx.el.style(_FIELDS_CSS),
         header(),
         *children,
         direction="column",

@@ -537,10 +537,14 @@ def test_mobile_layout_and_dark_theme(app_server, browser: Browser) -> None:
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390
         assert box["y"] + box["height"] <= 844, "the composer is on screen"
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scroll"
+        # Text under 16 px makes a phone zoom into the field it focuses.
+        font_size = "e => parseFloat(getComputedStyle(e).fontSize)"
+        assert page.get_by_test_id("composer-input").evaluate(font_size) >= 16
         shot(page, "test_mobile_layout_and_dark_theme-chat")
         toggle.click()
         expect(sidebar).to_be_visible()
         expect(items(page)).to_have_count(1)
+        assert page.get_by_test_id("search").evaluate(font_size) >= 16
         shot(page, "test_mobile_layout_and_dark_theme-sidebar")
         page.get_by_test_id("close-sidebar").click()
         expect(sidebar).to_be_hidden()
