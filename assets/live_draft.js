@@ -126,9 +126,12 @@ export function markdownBlocks(text) {
 // written yet: "#" an empty heading, "-" or "=" under a line of text turns that line into
 // a heading, "-", "1." or ">" an empty item or quote. The marker waits for its words.
 const BARE_MARKER = /(^|\n) {0,3}(#{1,6}|[-*+=_]+|\d{1,9}[.)]|>)[ \t]*$/;
+// A table's first row shows as a line of pipes until the row of dashes under it is done
+// and makes it a table: the two wait for that.
+const TABLE_HEAD = /(^|\n[ \t]*\n) {0,3}\|[^\n]*(\n {0,3}[-|: \t]*)?$/;
 
 export function draftBlocks(text) {
-  return markdownBlocks(text.replace(BARE_MARKER, "$1"));
+  return markdownBlocks(text.replace(BARE_MARKER, "$1").replace(TABLE_HEAD, "$1"));
 }
 
 function closesFence(line, fence) {

@@ -62,7 +62,8 @@ def live_blocks(answer_id: rx.Var[int]) -> rx.Var[list[str]]:
 
     Rendered one memoised block each, a new piece renders only the last block again rather
     than the whole reply (``markdownBlocks`` in ``assets/live_draft.js``). A block's
-    marker alone on the last line ("#", "-", "1.") waits for its words (``draftBlocks``).
+    marker alone on the last line ("#", "-", "1.") waits for its words, and a table's
+    first row for the row that makes it a table (``draftBlocks``).
     """
     text = live_text(answer_id)
     return rx.Var(

@@ -110,9 +110,12 @@ def test_a_reply_in_progress_renders_block_by_block(page: Page, app_server) -> N
         ("Intro\n\n- one\n", "- "),
         ("Intro\n\n1. one\n", "2."),
         ("Intro\n\n", "> "),
+        ("Intro\n\n", "| a | b |\n|---|--"),  # a table's first row, not yet a table
     ]:
         assert page.evaluate(draft_blocks, shown + held) == page.evaluate(draft_blocks, shown)
     assert page.evaluate(draft_blocks, "Steps:\n- one") == ["Steps:\n- one"]
+    table = "Intro\n\n| a | b |\n|---|---|\n"
+    assert "".join(page.evaluate(draft_blocks, table)) == table
     page.evaluate(
         """() => { window.__emptyHeadings = 0;
           new MutationObserver(() => {
