@@ -22,6 +22,13 @@
     },
     true,
   );
+  // After a send: empty, and one line high again (the box grew with a long question).
+  window.behestClearComposer = function () {
+    const box = document.getElementById("prompt");
+    if (!box) return;
+    box.value = "";
+    box.style.height = "auto";
+  };
   window.behestSeedComposer = function (text, tries = 0) {
     const box = document.getElementById("prompt");
     if (!box) {

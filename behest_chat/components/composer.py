@@ -97,7 +97,7 @@ def composer() -> rx.Component:
                 align="end",
             ),
             # Cleared by value, not by form reset: a reset would bring back the loaded draft.
-            on_submit=[ChatState.send, rx.set_value("prompt", "")],
+            on_submit=[ChatState.send, rx.call_script("window.behestClearComposer()")],
             width="100%",
         ),
         rx.text(ChatState.allowance, size="1", color_scheme="gray", **testid("remaining-budget")),
