@@ -69,6 +69,32 @@ def test_register_ask_and_watch_the_answer_stream(page: Page, app_server) -> Non
     expect(done.locator("pre, code").first).to_be_visible()
 
 
+def test_the_composer_is_one_line_again_after_a_long_question(page: Page, app_server) -> None:
+    register(page)
+    box = page.get_by_test_id("composer-input")
+    one_line = box.bounding_box()["height"]
+    box.fill("echo: a question\non\nseveral\nlines")
+    box.dispatch_event("input")  # the box grows as the text is typed
+    assert box.bounding_box()["height"] > one_line + 20
+    box.press("Enter")
+    expect(page.get_by_test_id("message").first).to_have_attribute("data-role", "user")
+    expect(box).to_have_value("")
+    assert box.bounding_box()["height"] <= one_line + 1
+
+
+def test_a_table_in_an_answer_has_cell_borders_and_padding(page: Page, app_server) -> None:
+    register(page)
+    ask(page, "echo: | Name | Tokens |\n|---|---|\n| alpha | 12 |")
+    done = assistant_messages(page).and_(page.locator('[data-status="done"]'))
+    cell = done.locator("td").first
+    expect(cell).to_have_text("alpha", timeout=30_000)
+    style = cell.evaluate(
+        "e => { const s = getComputedStyle(e); "
+        "return [parseFloat(s.paddingLeft), parseFloat(s.borderTopWidth)]; }"
+    )
+    assert style[0] >= 4 and style[1] >= 1, f"padding, border: {style}"
+
+
 # A reply's top-level markdown blocks, as the page splits it while it streams.
 BLOCKS = [
     "# Title\n\n",
