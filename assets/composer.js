@@ -22,12 +22,16 @@
     },
     true,
   );
+  // The box's text, and the height that fits it (it grows as text is typed, not when set).
+  function fill(box, text) {
+    box.value = text;
+    box.style.height = "auto";
+    if (text) box.style.height = box.scrollHeight + "px";
+  }
   // After a send: empty, and one line high again (the box grew with a long question).
   window.behestClearComposer = function () {
     const box = document.getElementById("prompt");
-    if (!box) return;
-    box.value = "";
-    box.style.height = "auto";
+    if (box) fill(box, "");
   };
   window.behestSeedComposer = function (text, tries = 0) {
     const box = document.getElementById("prompt");
@@ -36,8 +40,6 @@
       return;
     }
     if (typedAt === navigations) return; // typed on this page since it opened: keep it
-    box.value = text;
-    box.style.height = "auto";
-    if (text) box.style.height = box.scrollHeight + "px";
+    fill(box, text);
   };
 })();
