@@ -63,10 +63,11 @@ _CHAT_CSS = """
 #messages-wrap #messages-scroll[data-follow="false"] ~ [data-testid="jump-to-latest"] {
   display: inline-flex;
 }
-[data-testid="message"] table, [data-testid="live-draft"] table {
+:is([data-testid="message"], [data-testid="live-draft"], [data-testid="direct-draft"]) table {
   border-collapse: collapse; margin: 0.5em 0; display: block; overflow-x: auto;
 }
-[data-testid="message"] :is(th, td), [data-testid="live-draft"] :is(th, td) {
+:is([data-testid="message"], [data-testid="live-draft"], [data-testid="direct-draft"])
+  :is(th, td) {
   border: 1px solid var(--gray-a6); padding: 0.3em 0.75em; text-align: left;
 }
 .visually-hidden {
