@@ -72,6 +72,10 @@ class InflightTurns:
         task = self._tasks.get(key)
         return task is not None and not task.done()
 
+    def count_here(self) -> int:
+        """How many turns are running in this process."""
+        return len(self._tasks)
+
     async def running_anywhere(self, key: str) -> bool:
         """Whether a turn runs under `key` in this worker or, shared through Redis, any other.
 

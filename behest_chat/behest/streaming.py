@@ -25,6 +25,7 @@ import httpx
 
 from behest_chat.behest import errors
 from behest_chat.behest.sse import DONE, ServerSentEvent, SSEDecodeError, SSEDecoder
+from behest_chat.behest.transport import body_chunks, hold_reading
 
 __all__ = ["ChatStream"]
 
@@ -41,6 +42,11 @@ class ChatStream:
         trace_id: the gateway's ``X-Trace-Id`` for this request.
         session_id: the ``X-Session-Id`` sent with the request.
         response: the underlying httpx response (status 200, body not yet read).
+        read_pause: seconds to let the answer gather in the socket before each read after
+            the first (0, the default: read every token as it arrives). A consumer that
+            passes text on in batches anyway can set it to spend less CPU per token
+            (see :func:`~behest_chat.behest.transport.hold_reading`); the end of the
+            answer is then seen up to that much later.
     """
 
     def __init__(self, response: httpx.Response, *, session_id: str) -> None:
@@ -53,7 +59,9 @@ class ChatStream:
         self.response = response
         self.session_id = session_id
         self.trace_id: str | None = response.headers.get("x-trace-id")
-        self._bytes: AsyncIterator[bytes] = response.aiter_bytes()
+        self._bytes: AsyncIterator[bytes] = body_chunks(response)
+        self.read_pause = 0.0
+        self._reads = 0
         self._decoder = SSEDecoder()
         self._ready: deque[ServerSentEvent] = deque()
         self._finished = False
@@ -137,6 +145,9 @@ class ChatStream:
             return
 
     async def _read_more(self) -> None:
+        if self.read_pause > 0 and self._reads:
+            await hold_reading(self.response, self.read_pause)
+        self._reads += 1
         try:
             data = await anext(self._bytes)
         except StopAsyncIteration:

@@ -66,3 +66,19 @@ async def test_streamed_answers_in_a_row_share_one_connection(
     # The mint and three answers: a stream that ended with [DONE] leaves its connection
     # open for the next request instead of closing it.
     assert forwarder.connections == 1
+
+
+async def test_answers_read_with_held_reads_share_one_connection(
+    gateway: RunningGateway, forwarder: CountingForwarder
+) -> None:
+    async with BehestClient(key=gateway.api_key, base_url=forwarder.base_url) as client:
+        for _ in range(2):
+            gateway.set_fault(token_delay_ms=10)  # paced like a model, this request only
+            stream = await client.chat.completions.create(
+                messages=LONG, stream=True, user_id="u1", tier=1
+            )
+            stream.read_pause = 0.05  # reading is paused and resumed several times
+            async with stream:
+                assert [chunk async for chunk in stream]
+            assert stream.done
+    assert forwarder.connections == 1
