@@ -14,7 +14,9 @@ token pacing, limits out of the way) and measures, in one run:
   readers; medians are reported;
 - ``--streams`` answers read at once (100 tokens each, paced at 20 ms as a model would, from
   a second gateway): CPU per chunk in this process, through the client (aiohttp under
-  httpx) and by the bare httpx loop on httpx's own transport, in alternating rounds.
+  httpx), through the client reading every 50 ms (``read_pause``, as the app does with many
+  answers streaming) and by the bare httpx loop on httpx's own transport, in alternating
+  rounds.
 
 Targets: a cache hit under 20 µs; the client's wall time within 10 % of the bare read.
 """
@@ -48,6 +50,8 @@ CACHE_HIT_TARGET_US = 20.0
 OVERHEAD_TARGET = 0.10
 UNLIMITED = {"rpm": 10**9, "requests_per_day": 10**9, "tokens_per_day": 10**15}
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+# "client, held": reads every 50 ms (ChatStream.read_pause), as the app does under load.
+HELD_READ_PAUSE_S = 0.05
 
 
 @dataclass
@@ -174,7 +178,7 @@ async def bench_cache_hit(base_url: str, api_key: str) -> float:
 
 
 async def read_through_client(
-    client: BehestClient, body: dict, user_id: str = "alice"
+    client: BehestClient, body: dict, user_id: str = "alice", pause: float = 0.0
 ) -> StreamRun:
     cpu0, started = time.process_time(), time.perf_counter()
     ttfc = 0.0
@@ -182,6 +186,7 @@ async def read_through_client(
     stream = await client.chat.completions.create(
         messages=body["messages"], stream=True, user_id=user_id, tier=1
     )
+    stream.read_pause = pause
     async with stream:
         async for chunk in stream:
             if chunks == 0:
@@ -262,17 +267,21 @@ async def bench_many_streams(base_url: str, api_key: str, streams: int, rounds: 
         tokens = [(await client.token_for(f"user{i}", 1)).token for i in range(streams)]
         url = base_url + "/v1/chat/completions"
 
-        async def through_client() -> list[StreamRun]:
+        async def through_client(pause: float = 0.0) -> list[StreamRun]:
             return await asyncio.gather(
-                *(read_through_client(client, body, f"user{i}") for i in range(streams))
+                *(read_through_client(client, body, f"user{i}", pause) for i in range(streams))
             )
+
+        async def held() -> list[StreamRun]:
+            return await through_client(HELD_READ_PAUSE_S)
 
         async def bare() -> list[StreamRun]:
             return await asyncio.gather(*(read_bare(http, url, t, body) for t in tokens))
 
-        figures: dict[str, list[tuple[float, float]]] = {"client": [], "bare httpx": []}
+        readers = (("client", through_client), ("client, held", held), ("bare httpx", bare))
+        figures: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in readers}
         for round_ in range(rounds + 1):  # the first round of each warms its pool
-            for label, read in (("client", through_client), ("bare httpx", bare)):
+            for label, read in readers:
                 cpu0, started = time.process_time(), time.perf_counter()
                 runs = await read()
                 cpu, wall = time.process_time() - cpu0, time.perf_counter() - started
