@@ -209,6 +209,23 @@ async def test_send_streams_a_reply_in_a_few_small_deltas(tab: Tab, gateway) -> 
     assert gateway.api_key not in sent
 
 
+async def test_with_many_answers_streaming_a_reply_read_in_batches_arrives_whole(
+    tab: Tab, gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from behest_chat.state import chat
+
+    monkeypatch.setattr(chat, "_BATCHED_READS_FROM", 1)  # this turn alone counts as many
+    gateway.set_fault(token_delay_ms=5, count=2)
+    await tab.run("send", form_data={"prompt": "long: 120"})
+    await tab.run("send", form_data={"prompt": "long: 120"})
+    state = await tab.state()
+    first, second = state.messages[1], state.messages[3]
+    assert first["status"] == second["status"] == "done"
+    assert first["content"] == second["content"] and len(first["content"].split()) >= 80
+    shown = page_texts(tab.recorder.events())[int(second["id"])]
+    assert len(shown) > len(second["content"]) // 2 and second["content"].startswith(shown)
+
+
 async def test_a_turn_in_the_newest_conversation_does_not_resend_the_sidebar(
     tab: Tab, gateway
 ) -> None:
