@@ -76,3 +76,21 @@ async def test_a_stall_between_held_reads_is_still_a_timeout(gw: RunningGateway)
     async with make_client(gw, read=0.3) as client:
         with pytest.raises(errors.TimeoutError):
             await read_answer(client, gw, 0.1, token_delay_ms=3000)
+
+
+async def test_a_stream_cut_while_reads_are_held_keeps_what_arrived(gw: RunningGateway) -> None:
+    gw.set_fault(cut_after=5, token_delay_ms=20)
+    received: list[dict] = []
+    async with make_client(gw) as client:
+        with pytest.raises(errors.StreamCutError):
+            async with asyncio.timeout(DEADLINE_SECONDS):
+                stream = await client.chat.completions.create(
+                    messages=LONG, stream=True, user_id="alice", tier=1
+                )
+                stream.read_pause = 0.2  # the cut comes while reading is paused
+                async with stream:
+                    async for chunk in stream:
+                        received.append(chunk)
+        assert len(received) == 5
+        text, _ = await read_answer(client, gw, 0.1)  # the client reads the next answer
+    assert text
