@@ -36,6 +36,7 @@ __all__ = [
     "database_url",
     "engine_for",
     "get_engine",
+    "reading_scope",
     "reset",
     "session_scope",
     "upgrade",
@@ -122,6 +123,23 @@ def session_scope() -> Iterator[Session]:
 
 
 @contextlib.contextmanager
+def reading_scope() -> Iterator[Session]:
+    """A session whose statements each commit on their own, without ``BEGIN``/``COMMIT``.
+
+    For a unit of reads (and writes that may land on their own) that needs no transaction
+    around it: on PostgreSQL each statement sees what is committed when it runs whether or
+    not a transaction surrounds it (read committed), so the two round trips buy nothing.
+    """
+    with Session(_autocommit(get_engine()), expire_on_commit=False) as session:
+        yield session
+
+
+@functools.cache
+def _autocommit(engine: Engine) -> Engine:
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextlib.contextmanager
 def joined(db: Session | None) -> Iterator[Session]:
     """``db`` itself when a caller's transaction is given (it commits), else :func:`session_scope`.
 
@@ -139,6 +157,7 @@ def reset() -> None:
     with _engines_lock:
         engines = list(_engines.values())
         _engines.clear()
+    _autocommit.cache_clear()
     for engine in engines:
         engine.dispose()
     database_url.cache_clear()

@@ -62,7 +62,7 @@ from behest_chat.behest.streaming import ChatStream
 from behest_chat.conversations import budgets, store
 from behest_chat.conversations.models import Conversation, Message
 from behest_chat.conversations.recorder import TurnRecorder
-from behest_chat.db import session_scope
+from behest_chat.db import reading_scope
 from behest_chat.direct import (
     RUNNING_SCRIPT,
     STOP_SCRIPT,
@@ -1223,8 +1223,8 @@ def _resolve_and_check(
     secret: str, conversation_id: str, text: str, quota_tier: int | None
 ) -> tuple[SessionUser | None, SendCheck | None]:
     """The signed-in user and, unless their tier's quota is spent, the send's checks, in
-    one transaction (blocking)."""
-    with session_scope() as db:
+    one trip to the database (blocking)."""
+    with reading_scope() as db:
         user = resolve(secret, db=db)
         if user is None or user.tier == quota_tier:
             return user, None

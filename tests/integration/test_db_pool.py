@@ -1,4 +1,4 @@
-"""PostgreSQL connections are kept for the threads that run the app's database work."""
+"""PostgreSQL connections: one per database thread, kept; reads without a transaction."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import os
 import threading
 
+import pytest
 from sqlalchemy import event, text
 
 from behest_chat import db
@@ -35,3 +36,27 @@ def test_every_loop_thread_at_once_reuses_its_connection(pg_database: PgDatabase
     asyncio.run(rounds())
     # One connection per thread, opened once: not a PostgreSQL backend per busy moment.
     assert len(opened) == LOOP_THREADS
+
+
+def test_a_reading_scope_runs_each_statement_on_its_own(
+    pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No transaction around it (no BEGIN/COMMIT round trips): a write lands at once."""
+    monkeypatch.setenv("DATABASE_URL", pg_database.url)
+    db.reset()
+    try:
+        with db.get_engine().begin() as connection:
+            connection.execute(text("CREATE TABLE landed (n integer)"))
+
+        def count() -> int:  # from another connection: what is committed
+            with db.get_engine().connect() as other:
+                return other.execute(text("SELECT count(*) FROM landed")).scalar_one()
+
+        with db.session_scope() as session:
+            session.execute(text("INSERT INTO landed VALUES (1)"))
+            assert count() == 0  # a session_scope commits at its end
+        with db.reading_scope() as session:
+            session.execute(text("INSERT INTO landed VALUES (2)"))
+            assert count() == 2
+    finally:
+        db.reset()
