@@ -1222,8 +1222,8 @@ class ChatState(AuthState):
 def _resolve_and_check(
     secret: str, conversation_id: str, text: str, quota_tier: int | None
 ) -> tuple[SessionUser | None, SendCheck | None]:
-    """The signed-in user and, unless their tier's quota is spent, the send's checks, in
-    one trip to the database (blocking)."""
+    """The signed-in user and, unless their tier's quota is spent, the send's checks, read
+    in one trip to a database thread with no transaction around them (blocking)."""
     with reading_scope() as db:
         user = resolve(secret, db=db)
         if user is None or user.tier == quota_tier:
