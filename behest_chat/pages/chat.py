@@ -87,7 +87,9 @@ def _empty_state() -> rx.Component:
             **testid("conversation-missing"),
         ),
         rx.cond(
-            (ChatState.messages.length() == 0) & ~ChatState.busy,
+            (ChatState.messages.length() == 0)
+            & (ChatState.recent.length() == 0)
+            & ~ChatState.busy,
             rx.center(
                 rx.text("Ask a question to start.", color_scheme="gray", **testid("empty-chat")),
                 padding_top="20vh",
@@ -117,6 +119,7 @@ def _messages() -> rx.Component:
                 ),
                 _empty_state(),
                 rx.foreach(ChatState.messages, message),
+                rx.foreach(ChatState.recent, message),
                 draft(),
                 spacing="3",
                 width="100%",

@@ -1,9 +1,10 @@
 """The chat page: a window of the conversation, and the reply in progress as pieces.
 
 Conversations live in the database (:mod:`behest_chat.conversations`); this state holds only
-what the tab shows: the last page of the visible branch (``messages``, older pages on
-demand), the sidebar list, and which answer is in progress (``live_answer_id``). Its text
-goes to the page as pieces (:mod:`behest_chat.live_draft`) at most every
+what the tab shows: the last page of the visible branch (``messages``, then the rows added
+since in ``recent``; older pages on demand), the sidebar list, and which answer is in
+progress (``live_answer_id``). Its text goes to the page as pieces
+(:mod:`behest_chat.live_draft`) at most every
 ``APP_STREAM_FLUSH_MS``. The conversation id comes from the URL (``/chat/<id>``) and every
 handler checks, against the server-side session, that the user owns what it touches.
 
@@ -119,6 +120,9 @@ _recorders: dict[int, TurnRecorder] = {}
 # page reports).
 _direct_waits: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
 
+# Rows ``recent`` holds before they are folded into ``messages`` (one resend of the window).
+_RECENT_ROWS = 8
+
 # With this many answers streaming in this process, each one's socket is read once per
 # flush interval instead of once per token (ChatStream.read_pause): the page gets pieces no
 # more often than that anyway, and a token then costs about half the CPU.
@@ -140,6 +144,10 @@ class ChatState(AuthState):
 
     # Reflex copies var defaults into every tab's state, so a list default is safe here.
     messages: list[dict[str, str]] = []  # noqa: RUF012
+    # The rows shown after ``messages`` since the window was last set whole: a turn appends
+    # its question and answer here, so what goes to the page is a few rows, not the whole
+    # window (Reflex resends a changed list var whole). Folded in at _RECENT_ROWS.
+    recent: list[dict[str, str]] = []  # noqa: RUF012
     has_older: bool = False
     # The answer whose text in progress is shown; the text itself travels as pieces
     # (behest_chat.live_draft), never as a var.
@@ -289,7 +297,7 @@ class ChatState(AuthState):
 
     def _show_nothing(self) -> None:
         self.conversation_id = self.title = ""
-        self.messages = []
+        self._show_window([])
         self.has_older = False
         self.phase = ""
 
@@ -301,7 +309,7 @@ class ChatState(AuthState):
         store.interrupt_stale(conversation_id)
         views, self.has_older = store.window(user.user_id, conversation_id)
         live = views[-1] if views and views[-1].status == "streaming" else None
-        self.messages = message_rows(views[:-1] if live else views)
+        self._show_window(message_rows(views[:-1] if live else views))
         if live is None:
             self.phase = ""
             return []
@@ -363,13 +371,14 @@ class ChatState(AuthState):
     def load_older(self):
         """Prepend the page of messages above the oldest one shown."""
         user = self._current_user()
-        if user is None or not self.conversation_id or not self.messages:
+        shown = self._shown()
+        if user is None or not self.conversation_id or not shown:
             return
-        oldest = _int(self.messages[0].get("id"))
+        oldest = _int(shown[0].get("id"))
         if oldest is None:
             return
         views, self.has_older = store.window(user.user_id, self.conversation_id, before_id=oldest)
-        self.messages = message_rows(views) + self.messages
+        self._show_window(message_rows(views) + shown)
 
     @rx.event
     def show_version(self, message_id: str, step: int):
@@ -503,7 +512,8 @@ class ChatState(AuthState):
             return
         conversation_id = self.conversation_id
         # The row the question will follow, if the tab is up to date.
-        shown_last = self.messages[-1]["id"] if self.messages else ""
+        last = self._last_shown()
+        shown_last = last["id"] if last is not None else ""
         if self.busy or (conversation_id and turns.running(conversation_id)):
             async with self:
                 self._say(BUSY, "busy")
@@ -1080,7 +1090,7 @@ class ChatState(AuthState):
                 return None
 
         # As the tab last showed them (read without the lock; _show_ending checks again).
-        search, shown = self.search, len(self.messages)
+        search, shown = self.search, len(self.messages) + len(self.recent)
         rows = await asyncio.to_thread(store_and_read)
         # The tab must learn that the turn ended, or it would show a spinner forever: try
         # again for a few seconds if the state store is briefly unreachable.
@@ -1116,7 +1126,8 @@ class ChatState(AuthState):
             self.title = start.title
             self.missing = False
             if start.shown is not None:
-                self.messages, self.has_older = start.shown.messages, start.shown.has_older
+                self._show_window(start.shown.messages)
+                self.has_older = start.shown.has_older
                 self._show_sidebar(start.shown.conversations)
             elif start.question is not None:
                 self._append_question(start.question.row, created=created)
@@ -1127,13 +1138,41 @@ class ChatState(AuthState):
 
     def _append_question(self, row: dict[str, str], *, created: bool) -> None:
         """Show a new question after the rows shown, without reading them again."""
-        rows = [] if created else list(self.messages)
-        if rows and (rows[-1]["regenerate"] or rows[-1]["continue"]):
-            # Regenerate and Continue belong to the last answer only.
-            rows[-1] = {**rows[-1], "regenerate": "", "continue": ""}
-        self.messages = [*rows, row]
         if created:
+            self._show_window([row])
             self.has_older = False
+            return
+        last = self._last_shown()
+        if last is not None and (last["regenerate"] or last["continue"]):
+            # Regenerate and Continue belong to the last answer only.
+            cleared = {**last, "regenerate": "", "continue": ""}
+            if self.recent:
+                self.recent = [*self.recent[:-1], cleared]
+            else:
+                self.messages = [*self.messages[:-1], cleared]
+        self._show_more(row)
+
+    def _shown(self) -> list[dict[str, str]]:
+        """Every row the tab shows, oldest first."""
+        return [*self.messages, *self.recent]
+
+    def _last_shown(self) -> dict[str, str] | None:
+        if self.recent:
+            return self.recent[-1]
+        return self.messages[-1] if self.messages else None
+
+    def _show_window(self, rows: list[dict[str, str]]) -> None:
+        """Show ``rows`` as the whole window."""
+        self.messages = rows
+        if self.recent:
+            self.recent = []
+
+    def _show_more(self, *rows: dict[str, str]) -> None:
+        """Show ``rows`` after the rows shown."""
+        if len(self.recent) + len(rows) > _RECENT_ROWS:
+            self._show_window([*self.messages, *self.recent, *rows])
+        else:
+            self.recent = [*self.recent, *rows]
 
     def _put_on_top(self, conversation_id: str, title: str) -> None:
         """Move the conversation to the top of the sidebar (its newest activity)."""
@@ -1167,12 +1206,13 @@ class ChatState(AuthState):
                 rows is not None
                 and fits
                 and rows.answer is not None
-                and self.messages
-                and self.messages[-1]["id"] == rows.after_id
+                and (last := self._last_shown()) is not None
+                and last["id"] == rows.after_id
             ):
-                self.messages = [*self.messages, rows.answer]
+                self._show_more(rows.answer)
             elif rows is not None and fits and rows.messages is not None:
-                self.messages, self.has_older = rows.messages, rows.has_older
+                self._show_window(rows.messages)
+                self.has_older = rows.has_older
             else:
                 self._reload_window(user)
             self.phase, self.retry_in = "", 0
@@ -1195,7 +1235,7 @@ class ChatState(AuthState):
 
     def _reload_window(self, user: SessionUser, hide: int | None = None) -> None:
         views, self.has_older = store.window(user.user_id, self.conversation_id)
-        self.messages = message_rows([v for v in views if v.id != hide])
+        self._show_window(message_rows([v for v in views if v.id != hide]))
 
     def _refresh_sidebar(self, user: SessionUser) -> None:
         self._show_sidebar(sidebar_rows(store.list_conversations(user.user_id, self.search)))

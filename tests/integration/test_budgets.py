@@ -7,7 +7,7 @@ import pytest
 from behest_chat.accounts import service as accounts
 from behest_chat.conversations import budgets
 from behest_chat.settings import get_settings
-from tests.integration.test_chat_state import app_env  # noqa: F401  (fixture)
+from tests.integration.test_chat_state import app_env, shown_rows  # noqa: F401  (fixture)
 from tests.integration.test_conversations_lifecycle import alice, server  # noqa: F401
 
 
@@ -26,7 +26,7 @@ async def test_over_the_daily_budget_nothing_is_sent(server, alice, gateway) -> 
     tab = await server.tab(alice)
     await tab.run("send", form_data={"prompt": "echo: a first, cheap answer"})
     state = await tab.state()
-    spent = int(state.messages[-1]["tokens"].split()[0])
+    spent = int(shown_rows(state)[-1]["tokens"].split()[0])
     budgets.set_user_budget(alice.user_id, daily_tokens=spent + 5, conversation_cap=None)
     await tab.open(f"/chat/{state.conversation_id}/")
     assert (await tab.state()).allowance == f"5 of {spent + 5:,} tokens left today (free)"
@@ -37,12 +37,12 @@ async def test_over_the_daily_budget_nothing_is_sent(server, alice, gateway) -> 
     assert gateway.stats()["chat_requests"] == requests, "a request was sent over budget"
     assert state.notice_kind == "daily_budget"
     assert f"{spent:,} of {spent + 5:,} tokens" in state.notice and "00:00 UTC" in state.notice
-    assert len(state.messages) == 2, "the refused question was not stored"
+    assert len(shown_rows(state)) == 2, "the refused question was not stored"
     assert "a question that does not fit" in restored_text(server, tab)
     # Retry and Regenerate are sends too.
-    await tab.run("regenerate", message_id=state.messages[-1]["id"])
+    await tab.run("regenerate", message_id=shown_rows(state)[-1]["id"])
     assert gateway.stats()["chat_requests"] == requests
-    assert (await tab.state()).messages[-1]["versions"] == "1"
+    assert shown_rows(await tab.state())[-1]["versions"] == "1"
 
 
 async def test_the_tier_budget_comes_from_the_settings(server, alice, gateway, monkeypatch) -> None:  # noqa: F811
@@ -59,7 +59,7 @@ async def test_the_tier_budget_comes_from_the_settings(server, alice, gateway, m
     pro_tab = await server.tab(accounts.find_user("alice"))
     assert (await pro_tab.state()).allowance == "100,000 of 100,000 tokens left today (pro)"
     await pro_tab.run("send", form_data={"prompt": "Tell me about lists, please, in some detail."})
-    assert (await pro_tab.state()).messages[-1]["status"] == "done"
+    assert shown_rows(await pro_tab.state())[-1]["status"] == "done"
 
 
 async def test_a_conversation_cap_stops_one_conversation_only(
@@ -73,7 +73,7 @@ async def test_a_conversation_cap_stops_one_conversation_only(
     tab = await server.tab(alice)
     await tab.run("send", form_data={"prompt": "Tell me about lists."})  # ~100 tokens
     state = await tab.state()
-    assert state.messages[-1]["status"] == "done"
+    assert shown_rows(state)[-1]["status"] == "done"
     assert "left in this chat" in state.allowance
     await tab.run("send", form_data={"prompt": "And about tuples, in the same detail?"})
     state = await tab.state()
@@ -83,7 +83,7 @@ async def test_a_conversation_cap_stops_one_conversation_only(
     await tab.open("/chat/")
     await tab.run("send", form_data={"prompt": "And about tuples, in the same detail?"})
     state = await tab.state()
-    assert state.messages[-1]["status"] == "done" and gateway.stats()["chat_requests"] == 2
+    assert shown_rows(state)[-1]["status"] == "done" and gateway.stats()["chat_requests"] == 2
 
 
 @pytest.mark.parametrize("value", ["-1", "many"])

@@ -36,6 +36,11 @@ def pieces(events: list[Any]) -> list[tuple[int, int, str]]:
     return found
 
 
+def shown_rows(state: Any) -> list[dict[str, str]]:
+    """Every row the tab shows: the window, then the rows turns added since."""
+    return [*state.messages, *state.recent]
+
+
 def page_texts(events: list[Any]) -> dict[int, str]:
     """What assets/live_draft.js builds from those pieces: answer id → text."""
     texts: dict[int, str] = {}
@@ -191,8 +196,8 @@ async def test_send_streams_a_reply_in_a_few_small_deltas(tab: Tab, gateway) -> 
     gateway.set_fault(token_delay_ms=5, count=1)
     await tab.run("send", form_data={"prompt": "long: 300"})
     state = await tab.state()
-    assert [m["role"] for m in state.messages] == ["user", "assistant"]
-    reply = state.messages[1]
+    assert [m["role"] for m in shown_rows(state)] == ["user", "assistant"]
+    reply = shown_rows(state)[1]
     assert reply["status"] == "done" and len(reply["content"].split()) >= 200
     assert state.phase == "" and not state.busy
 
@@ -219,7 +224,7 @@ async def test_with_many_answers_streaming_a_reply_read_in_batches_arrives_whole
     await tab.run("send", form_data={"prompt": "long: 120"})
     await tab.run("send", form_data={"prompt": "long: 120"})
     state = await tab.state()
-    first, second = state.messages[1], state.messages[3]
+    first, second = shown_rows(state)[1], shown_rows(state)[3]
     assert first["status"] == second["status"] == "done"
     assert first["content"] == second["content"] and len(first["content"].split()) >= 80
     shown = page_texts(tab.recorder.events())[int(second["id"])]
@@ -235,7 +240,7 @@ async def test_a_turn_in_the_newest_conversation_does_not_resend_the_sidebar(
     before = len(tab.recorder.updates)
     await tab.run("send", form_data={"prompt": "echo: second"})
     state = await tab.state()
-    assert [m["content"] for m in state.messages] == [
+    assert [m["content"] for m in shown_rows(state)] == [
         "echo: first",
         "first",
         "echo: second",
@@ -244,8 +249,33 @@ async def test_a_turn_in_the_newest_conversation_does_not_resend_the_sidebar(
     sent = [
         k for u in tab.recorder.updates[before:] for k in _keys(getattr(u, "delta", None) or {})
     ]
-    assert any(k.startswith("messages") for k in sent)
+    assert any(k.startswith(("messages", "recent")) for k in sent)
     assert not any(k.startswith("conversations") for k in sent)
+
+
+async def test_turns_send_their_own_rows_not_the_whole_window(tab: Tab, gateway) -> None:
+    """A turn appends its question and answer to ``recent``; the window goes to the page
+    again only when ``recent`` is folded into it, and the rows are always what a reload
+    shows."""
+    from behest_chat.conversations import store
+    from behest_chat.state.turn_store import message_rows
+
+    window_sent = []
+    for n in range(8):
+        before = len(tab.recorder.updates)
+        await tab.run("send", form_data={"prompt": f"echo: turn {n}"})
+        sent = [
+            k
+            for u in tab.recorder.updates[before:]
+            for k in _keys(getattr(u, "delta", None) or {})
+        ]
+        window_sent.append(any(k.startswith("messages") for k in sent))
+        state = await tab.state()
+        views, _ = store.window(accounts.find_user("alice").user_id, state.conversation_id)
+        assert shown_rows(state) == message_rows(views)
+    # The first send opens the new conversation's page (the window whole); later turns
+    # send the window again only to fold ``recent`` into it, every few turns.
+    assert window_sent[0] and 1 <= sum(window_sent[1:]) <= 3, window_sent
 
 
 @pytest.mark.parametrize(
@@ -269,12 +299,12 @@ async def test_a_sends_ending_shows_what_a_reload_reads(
     assert shown.phase == ""
     user = accounts.find_user("alice")
     views, has_older = store.window(user.user_id, shown.conversation_id)
-    assert shown.messages == message_rows(views)
+    assert shown_rows(shown) == message_rows(views)
     assert shown.has_older == has_older
     assert shown.allowance == user_allowance(user, shown.conversation_id).summary()
     reloaded = Tab(tab.processor, tab.manager, tab.recorder, tab.cookie)
     await reloaded.open(f"/chat/{shown.conversation_id}")
-    assert (await reloaded.state()).messages == shown.messages
+    assert shown_rows(await reloaded.state()) == shown_rows(shown)
 
 
 async def test_a_send_while_another_process_writes_the_answer_is_refused(
@@ -286,7 +316,7 @@ async def test_a_send_while_another_process_writes_the_answer_is_refused(
     state = await tab.state()
     conversation_id, user_id = state.conversation_id, accounts.find_user("alice").user_id
     # Another worker is answering a question asked in this conversation from another tab.
-    last = int(state.messages[-1]["id"])
+    last = int(shown_rows(state)[-1]["id"])
     asked = store.add_user_message(user_id, conversation_id, "elsewhere", last)
     assert store.start_answer(user_id, conversation_id, asked.id, "another-run") is not None
     before = gateway.stats()["chat_requests"]
@@ -312,7 +342,7 @@ async def test_cut_stream_keeps_the_partial_reply_marked_with_retry(tab: Tab, ga
     gateway.set_fault(cut_after=5, count=1)
     await tab.run("send", form_data={"prompt": "Tell me about lists."})
     state = await tab.state()
-    user, reply = state.messages
+    user, reply = shown_rows(state)
     assert user["content"] == "Tell me about lists."
     assert reply["status"] == "error" and reply["content"]
     assert "cut off" in reply["error"]
@@ -320,18 +350,18 @@ async def test_cut_stream_keeps_the_partial_reply_marked_with_retry(tab: Tab, ga
     await tab.run("retry", message_id=reply["id"])
     state = await tab.state()
     # The retried answer is a new version; the cut one stays reachable as version 1.
-    assert [m["status"] for m in state.messages] == ["done", "done"]
-    assert (state.messages[1]["version"], state.messages[1]["versions"]) == ("2", "2")
-    await tab.run("show_version", message_id=state.messages[1]["id"], step=-1)
+    assert [m["status"] for m in shown_rows(state)] == ["done", "done"]
+    assert (shown_rows(state)[1]["version"], shown_rows(state)[1]["versions"]) == ("2", "2")
+    await tab.run("show_version", message_id=shown_rows(state)[1]["id"], step=-1)
     state = await tab.state()
-    assert [m["status"] for m in state.messages] == ["done", "error"]
-    assert state.messages[1]["content"] == reply["content"]
+    assert [m["status"] for m in shown_rows(state)] == ["done", "error"]
+    assert shown_rows(state)[1]["content"] == reply["content"]
 
 
 async def test_quota_error_is_explained_by_kind(tab: Tab, gateway) -> None:
     gateway.set_fault(status=402, code="quota_exceeded", count=1)
     await tab.run("send", form_data={"prompt": "hello"})
-    reply = (await tab.state()).messages[-1]
+    reply = shown_rows(await tab.state())[-1]
     assert reply["status"] == "error" and "quota" in reply["error"]
     assert "Traceback" not in reply["error"]
 
@@ -348,7 +378,7 @@ async def test_stop_closes_the_upstream_stream_and_keeps_the_partial(tab: Tab, g
     await _until(streaming)
     await tab.run("stop")
     await asyncio.wait_for(future.wait_all(), 10)
-    reply = (await tab.state()).messages[-1]
+    reply = shown_rows(await tab.state())[-1]
     assert reply["status"] == "stopped" and reply["content"]
 
     def disconnected() -> bool:
@@ -395,10 +425,10 @@ REPORT = {"text": "Injected answer", "status": "done", "usage": {"completion_tok
 async def test_a_direct_report_without_a_pending_turn_changes_nothing(tab: Tab) -> None:
     _, answer_id, _ = await _streaming_answer_of_another_user()
     before = _unchanged(answer_id)
-    shown = (await tab.state()).messages
+    shown = shown_rows(await tab.state())
     await tab.run("finish_direct_turn", result=REPORT)
     assert _unchanged(answer_id) == before == ("streaming", "", "")
-    assert (await tab.state()).messages == shown
+    assert shown_rows(await tab.state()) == shown
 
 
 async def test_a_direct_report_for_a_conversation_of_another_user_changes_nothing(

@@ -11,7 +11,7 @@ import pytest
 
 from behest_chat.accounts import service as accounts
 from behest_chat.conversations import store
-from tests.integration.test_chat_state import app_env  # noqa: F401  (fixture)
+from tests.integration.test_chat_state import app_env, shown_rows  # noqa: F401  (fixture)
 from tests.integration.test_conversations_lifecycle import alice, server  # noqa: F401
 
 
@@ -25,12 +25,12 @@ async def test_guessed_ids_in_urls_and_events_reach_nothing(server, alice, bob, 
     await alice_tab.run("send", form_data={"prompt": "echo: alice's secret plan"})
     mine = await alice_tab.state()
     conversation_id = mine.conversation_id
-    question_id, answer_id = (m["id"] for m in mine.messages)
+    question_id, answer_id = (m["id"] for m in shown_rows(mine))
     requests = gateway.stats()["chat_requests"]
 
     bob_tab = await server.tab(bob, f"/chat/{conversation_id}/")
     state = await bob_tab.state()
-    assert state.missing and state.messages == [] and state.conversation_id == ""
+    assert state.missing and shown_rows(state) == [] and state.conversation_id == ""
     assert state.conversations == []
 
     for handler, payload in [
@@ -51,7 +51,7 @@ async def test_guessed_ids_in_urls_and_events_reach_nothing(server, alice, bob, 
         await bob_tab.run(handler, **payload)
     state = await bob_tab.state()
     assert state.rename_id == state.delete_id == state.editing_id == ""
-    assert state.messages == [] and state.conversations == []
+    assert shown_rows(state) == [] and state.conversations == []
     assert gateway.stats()["chat_requests"] == requests, "a request was sent for Bob"
 
     seen_by_bob = repr(server.recorder.deltas(bob_tab.token))
@@ -92,7 +92,7 @@ async def test_usage_page_shows_only_the_users_own_figures(server, alice, bob, g
 
     usage_alice = await _usage(alice_tab)
     usage_bob = await _usage(bob_tab)
-    alice_answer = (await alice_tab.state()).messages[-1]
+    alice_answer = shown_rows(await alice_tab.state())[-1]
     assert usage_alice.total_requests == usage_bob.total_requests == 1
     assert usage_alice.total_tokens == int(alice_answer["tokens"].split()[0].replace(",", ""))
     assert usage_alice.total_tokens != usage_bob.total_tokens

@@ -31,6 +31,7 @@ from tests.integration.test_chat_state import (  # noqa: F401  (app_env is a fix
     app_env,
     page_texts,
     pieces,
+    shown_rows,
 )
 
 
@@ -131,7 +132,7 @@ async def test_429_counts_down_from_retry_after_then_succeeds(server, alice, gat
     started = time.monotonic()
     await tab.run("send", form_data={"prompt": "Tell me about lists."})
     state = await tab.state()
-    assert [m["status"] for m in state.messages] == ["done", "done"]
+    assert [m["status"] for m in shown_rows(state)] == ["done", "done"]
     assert time.monotonic() - started >= 1.0, "the retry waited for Retry-After"
     assert "rate_limited" in phases(server, tab)
     retry_in = [
@@ -163,7 +164,7 @@ async def test_402_names_tier_limit_usage_and_reset_and_nothing_more_is_sent(
     tab = await server.tab(alice)
     await tab.run("send", form_data={"prompt": "hello"})
     state = await tab.state()
-    _question, reply = state.messages
+    _question, reply = shown_rows(state)
     assert reply["status"] == "error" and reply["kind"] == "quota"
     assert "daily quota of the free tier is reached: 50,123 of 50,000 tokens" in reply["error"]
     assert "00:00 UTC (in " in reply["error"]
@@ -174,7 +175,7 @@ async def test_402_names_tier_limit_usage_and_reset_and_nothing_more_is_sent(
     state = await tab.state()
     assert gateway.stats()["chat_requests"] == sent, "a second request went out"
     assert state.notice_kind == "quota" and "free tier" in state.notice
-    assert len(state.messages) == 2, "the refused question was not stored"
+    assert len(shown_rows(state)) == 2, "the refused question was not stored"
     assert {"name": "_set_value", "value": "and again"} in [
         {"name": e.name, "value": e.payload.get("value")} for e in server.recorder.events(tab.token)
     ]
@@ -184,7 +185,7 @@ async def test_a_401_is_retried_once_with_a_new_token(server, alice, gateway) ->
     gateway.set_fault(status=401, code="invalid_token")
     tab = await server.tab(alice)
     await tab.run("send", form_data={"prompt": "hello"})
-    reply = (await tab.state()).messages[-1]
+    reply = shown_rows(await tab.state())[-1]
     assert reply["status"] == "done" and reply["error"] == ""
     stats = gateway.stats()
     assert stats["responses_by_status"].get("401") == 1 and stats["mints"] == 2
@@ -194,11 +195,11 @@ async def test_5xx_keeps_the_partial_and_retry_completes(server, alice, gateway)
     gateway.set_fault(status=503, count=3)  # the client's two retries fail as well
     tab = await server.tab(alice)
     await tab.run("send", form_data={"prompt": "hello"})
-    reply = (await tab.state()).messages[-1]
+    reply = shown_rows(await tab.state())[-1]
     assert (reply["status"], reply["kind"], reply["retry"]) == ("error", "server", "1")
     await tab.run("retry", message_id=reply["id"])
     state = await tab.state()
-    assert state.messages[-1]["status"] == "done" and state.messages[-1]["versions"] == "2"
+    assert shown_rows(state)[-1]["status"] == "done" and shown_rows(state)[-1]["versions"] == "2"
 
 
 async def test_an_idle_stream_times_out_keeps_the_partial_and_closes_upstream(
@@ -210,7 +211,7 @@ async def test_an_idle_stream_times_out_keeps_the_partial_and_closes_upstream(
     tab = await server.tab(alice)
     before = gateway.stats()["client_disconnects"]
     await tab.run("send", form_data={"prompt": "long: 50"})
-    reply = (await tab.state()).messages[-1]
+    reply = shown_rows(await tab.state())[-1]
     assert (reply["status"], reply["kind"]) == ("error", "timeout")
     assert reply["retry"] == "1" and reply["continue"] == ""  # nothing arrived to continue
     gateway.wait_for_stats(lambda s: s["client_disconnects"] > before and s["streams_open"] == 0)
@@ -232,7 +233,7 @@ async def test_stop_marks_the_answer_stopped_and_continue_extends_it(
     await tab.run("stop")
     await asyncio.wait_for(running.wait_all(), 10)
     state = await tab.state()
-    reply = state.messages[-1]
+    reply = shown_rows(state)[-1]
     assert (reply["status"], reply["continue"], reply["retry"]) == ("stopped", "1", "1")
     partial = reply["content"]
     stored = answers(alice, state.conversation_id)[-1]
@@ -241,7 +242,7 @@ async def test_stop_marks_the_answer_stopped_and_continue_extends_it(
 
     await tab.run("continue_answer", message_id=reply["id"])
     state = await tab.state()
-    reply = state.messages[-1]
+    reply = shown_rows(state)[-1]
     assert reply["status"] == "done" and reply["content"].startswith(partial)
     assert len(reply["content"]) > len(partial) and reply["versions"] == "1"
 
@@ -261,12 +262,12 @@ async def test_a_turn_whose_server_went_away_is_interrupted_with_retry(
         )
     tab = await server.tab(alice, f"/chat/{chat.id}/")
     state = await tab.state()
-    reply = state.messages[-1]
+    reply = shown_rows(state)[-1]
     assert (reply["status"], reply["content"]) == ("interrupted", "A list holds")
     assert reply["retry"] == "1" and reply["continue"] == "1" and not state.busy
     await tab.run("retry", message_id=reply["id"])
     state = await tab.state()
-    assert state.messages[-1]["status"] == "done" and state.messages[-1]["versions"] == "2"
+    assert shown_rows(state)[-1]["status"] == "done" and shown_rows(state)[-1]["versions"] == "2"
 
 
 async def test_the_same_tab_reloaded_mid_answer_keeps_streaming(server, alice, gateway) -> None:
@@ -286,14 +287,14 @@ async def test_the_same_tab_reloaded_mid_answer_keeps_streaming(server, alice, g
     await tab.open(f"/chat/{conversation_id}/")  # the page loads again on the same state
     state = await tab.state()
     assert state.phase == "streaming"
-    assert [m["role"] for m in state.messages] == ["user"]
+    assert [m["role"] for m in shown_rows(state)] == ["user"]
     await asyncio.wait_for(running.wait_all(), 20)
     # The reloaded page starts empty: what it was sent since is the text so far, then more.
     text = page_texts(server.recorder.events(tab.token, since=before_reload))[state.live_answer_id]
     state = await tab.state()
-    assert [m["status"] for m in state.messages] == ["done", "done"]
+    assert [m["status"] for m in shown_rows(state)] == ["done", "done"]
     assert state.phase == ""
-    assert len(text) > 30 and state.messages[-1]["content"].startswith(text)
+    assert len(text) > 30 and shown_rows(state)[-1]["content"].startswith(text)
 
 
 async def test_another_tab_follows_a_running_answer_from_the_database(
@@ -325,11 +326,11 @@ async def test_another_tab_follows_a_running_answer_from_the_database(
         return state.phase == "streaming" and bool(shown)
 
     await until(following, what="the second tab shows the answer in progress")
-    assert [m["role"] for m in (await second.state()).messages] == ["user"]
+    assert [m["role"] for m in shown_rows(await second.state())] == ["user"]
 
     async def followed() -> bool:
         state = await second.state()
-        return not state.busy and [m["status"] for m in state.messages] == ["done", "done"]
+        return not state.busy and [m["status"] for m in shown_rows(state)] == ["done", "done"]
 
     await until(followed, timeout=20, what="the second tab saw the answer end")
     await asyncio.wait_for(running.wait_all(), 20)
@@ -338,11 +339,11 @@ async def test_another_tab_follows_a_running_answer_from_the_database(
     followed_pieces = [p for p in pieces(server.recorder.events(second.token)) if p[2]]
     assert len(followed_pieces) >= 2
     assert [at for _, at, _ in followed_pieces] == sorted({at for _, at, _ in followed_pieces})
-    final = (await first.state()).messages[-1]["content"]
-    assert (await second.state()).messages[-1]["content"] == final
+    final = shown_rows(await first.state())[-1]["content"]
+    assert shown_rows(await second.state())[-1]["content"] == final
     assert final.startswith(
         page_texts(server.recorder.events(second.token))[
-            int((await second.state()).messages[-1]["id"])
+            int(shown_rows(await second.state())[-1]["id"])
         ]
     )
 
@@ -351,19 +352,19 @@ async def test_regenerate_and_edit_keep_earlier_versions(server, alice, gateway)
     tab = await server.tab(alice)
     await tab.run("send", form_data={"prompt": "echo: first answer"})
     state = await tab.state()
-    await tab.run("regenerate", message_id=state.messages[1]["id"])
+    await tab.run("regenerate", message_id=shown_rows(state)[1]["id"])
     state = await tab.state()
-    assert [m["version"] + "/" + m["versions"] for m in state.messages] == ["1/1", "2/2"]
+    assert [m["version"] + "/" + m["versions"] for m in shown_rows(state)] == ["1/1", "2/2"]
 
-    await tab.run("start_edit", message_id=state.messages[0]["id"])
+    await tab.run("start_edit", message_id=shown_rows(state)[0]["id"])
     await tab.run("submit_edit", form_data={"text": "echo: edited question"})
     state = await tab.state()
-    assert [m["content"] for m in state.messages] == ["echo: edited question", "edited question"]
-    assert state.messages[0]["versions"] == "2"
-    await tab.run("show_version", message_id=state.messages[0]["id"], step=-1)
+    assert [m["content"] for m in shown_rows(state)] == ["echo: edited question", "edited question"]
+    assert shown_rows(state)[0]["versions"] == "2"
+    await tab.run("show_version", message_id=shown_rows(state)[0]["id"], step=-1)
     state = await tab.state()
-    assert [m["content"] for m in state.messages] == ["echo: first answer", "first answer"]
-    assert state.messages[1]["versions"] == "2"
+    assert [m["content"] for m in shown_rows(state)] == ["echo: first answer", "first answer"]
+    assert shown_rows(state)[1]["versions"] == "2"
 
 
 async def test_a_second_send_while_streaming_is_refused(server, alice, gateway) -> None:
@@ -376,7 +377,7 @@ async def test_a_second_send_while_streaming_is_refused(server, alice, gateway) 
     await tab.run("send", form_data={"prompt": "second"})
     await asyncio.wait_for(running.wait_all(), 20)
     assert gateway.stats()["chat_requests"] == 1
-    assert next(m["content"] for m in (await tab.state()).messages) == "long: 60"
+    assert next(m["content"] for m in shown_rows(await tab.state())) == "long: 60"
 
 
 def test_unique_ids_are_not_guessable() -> None:

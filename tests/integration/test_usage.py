@@ -20,7 +20,7 @@ import httpx
 from behest_chat.conversations import budgets, store
 from behest_chat.usage import attribution, per_conversation, per_day, user_csv
 from tests.fixtures.gateway import bearer
-from tests.integration.test_chat_state import app_env  # noqa: F401  (fixture)
+from tests.integration.test_chat_state import app_env, shown_rows  # noqa: F401  (fixture)
 from tests.integration.test_conversations_lifecycle import alice, server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +47,7 @@ async def test_app_usage_equals_the_gateway_bill_per_user_and_session(
     await tab.run("send", form_data={"prompt": "And tuples?"})
     state = await tab.state()
     first_id = state.conversation_id  # the state object lives on: keep the values
-    await tab.run("regenerate", message_id=state.messages[-1]["id"])
+    await tab.run("regenerate", message_id=shown_rows(state)[-1]["id"])
     await tab.open("/chat/")
     await tab.run("send", form_data={"prompt": "echo: a second conversation"})
     second_id = (await tab.state()).conversation_id
@@ -118,7 +118,7 @@ async def test_an_interrupted_stream_is_counted_too(server, alice, gateway) -> N
     gateway.set_fault(cut_after=20)
     tab = await server.tab(alice)
     await tab.run("send", form_data={"prompt": "long: 200"})
-    reply = (await tab.state()).messages[-1]
+    reply = shown_rows(await tab.state())[-1]
     assert reply["status"] == "error" and reply["tokens"].startswith("≈")
     gateway_total = sum(
         billed(gateway, alice)["platform"][k] for k in ("input_tokens", "output_tokens")
