@@ -209,6 +209,11 @@ class Turn:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+def shown_rows(tab: ReflexSocket) -> list[dict[str, Any]]:
+    """The rows the tab shows: the window, then the rows turns added since."""
+    return [*tab.chat.get("messages_rx_state_", []), *tab.chat.get("recent_rx_state_", [])]
+
+
 async def chat_turn(
     tab: ReflexSocket, prompt: str, timeout: float = 120.0, *, new_conversation: bool = True
 ) -> Turn:
@@ -220,12 +225,12 @@ async def chat_turn(
     if new_conversation:
         await tab.navigate("/chat/")
     turn = Turn()
-    earlier = {m["id"] for m in tab.chat.get("messages_rx_state_", [])}
+    earlier = {m["id"] for m in shown_rows(tab)}
 
     def on_update(now: float, delta: dict[str, Any], events: list[dict[str, Any]]) -> None:
         if turn.first is None and any(_is_text_piece(event) for event in events):
             turn.first = now
-        messages = tab.chat.get("messages_rx_state_") or []
+        messages = shown_rows(tab)
         last = messages[-1] if messages else None
         if (
             last is not None
@@ -246,7 +251,7 @@ async def chat_turn(
     try:
         await asyncio.wait_for(turn.finished.wait(), timeout)
     except TimeoutError:
-        messages = tab.chat.get("messages_rx_state_") or [{}]
+        messages = shown_rows(tab) or [{}]
         raise TimeoutError(
             f"reply not filed within {timeout:.0f} s: last message "
             f"{messages[-1].get('role')}/{messages[-1].get('status')}, "
