@@ -129,9 +129,9 @@ def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
     third of the CPU of reading an answer token by token. Otherwise ``aiter_bytes()``.
     Closing the response (``aclose()``) works the same either way.
     """
-    body = response.extensions.get(_BODY)
+    body = _sent_body(response)
     encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
-    if isinstance(body, _ResponseBody) and not encoded:
+    if body is not None and not encoded:
         return aiter(body)
     return response.aiter_bytes()
 
@@ -145,8 +145,8 @@ async def hold_reading(response: httpx.Response, seconds: float) -> None:
     paused, a read every ``seconds`` costs about a third of that per token. The read
     timeout does not run while reading is held.
     """
-    body = response.extensions.get(_BODY)
-    connection = body._response.connection if isinstance(body, _ResponseBody) else None
+    body = _sent_body(response)
+    connection = body._response.connection if body is not None else None
     protocol = connection.protocol if connection is not None else None
     if protocol is None:  # another transport, or the body has been read to its end
         await asyncio.sleep(seconds)
@@ -156,6 +156,12 @@ async def hold_reading(response: httpx.Response, seconds: float) -> None:
         await asyncio.sleep(seconds)
     finally:
         protocol.resume_reading()
+
+
+def _sent_body(response: httpx.Response) -> _ResponseBody | None:
+    """The aiohttp body of a response this transport sent, else ``None``."""
+    body = response.extensions.get(_BODY)
+    return body if isinstance(body, _ResponseBody) else None
 
 
 @functools.cache
