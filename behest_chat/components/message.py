@@ -105,6 +105,8 @@ def _versions(msg: rx.Var[dict[str, str]]) -> rx.Component:
 
 def _actions(msg: rx.Var[dict[str, str]]) -> rx.Component:
     is_user = msg["role"] == "user"
+    # Regenerate and Continue belong to the last answer only.
+    is_last = msg["id"] == ChatState.last_row_id
     return rx.hstack(
         _versions(msg),
         rx.cond(
@@ -113,11 +115,11 @@ def _actions(msg: rx.Var[dict[str, str]]) -> rx.Component:
         ),
         rx.cond(msg["retry"] == "1", _action("Retry", ChatState.retry(msg["id"]), "retry")),
         rx.cond(
-            msg["continue"] == "1",
+            (msg["continue"] == "1") & is_last,
             _action("Continue", ChatState.continue_answer(msg["id"]), "continue"),
         ),
         rx.cond(
-            msg["regenerate"] == "1",
+            (msg["regenerate"] == "1") & is_last,
             _action(
                 "Regenerate",
                 ChatState.regenerate(msg["id"]),

@@ -148,6 +148,9 @@ class ChatState(AuthState):
     # its question and answer here, so what goes to the page is a few rows, not the whole
     # window (Reflex resends a changed list var whole). Folded in at _RECENT_ROWS.
     recent: list[dict[str, str]] = []  # noqa: RUF012
+    # The id of the last row shown: Regenerate and Continue are offered on that row only,
+    # so a new question moves them on without rewriting the row that had them.
+    last_row_id: str = ""
     has_older: bool = False
     # The answer whose text in progress is shown; the text itself travels as pieces
     # (behest_chat.live_draft), never as a var.
@@ -1142,14 +1145,6 @@ class ChatState(AuthState):
             self._show_window([row])
             self.has_older = False
             return
-        last = self._last_shown()
-        if last is not None and (last["regenerate"] or last["continue"]):
-            # Regenerate and Continue belong to the last answer only.
-            cleared = {**last, "regenerate": "", "continue": ""}
-            if self.recent:
-                self.recent = [*self.recent[:-1], cleared]
-            else:
-                self.messages = [*self.messages[:-1], cleared]
         self._show_more(row)
 
     def _shown(self) -> list[dict[str, str]]:
@@ -1166,6 +1161,7 @@ class ChatState(AuthState):
         self.messages = rows
         if self.recent:
             self.recent = []
+        self._mark_last(rows[-1]["id"] if rows else "")
 
     def _show_more(self, *rows: dict[str, str]) -> None:
         """Show ``rows`` after the rows shown."""
@@ -1173,6 +1169,11 @@ class ChatState(AuthState):
             self._show_window([*self.messages, *self.recent, *rows])
         else:
             self.recent = [*self.recent, *rows]
+            self._mark_last(rows[-1]["id"])
+
+    def _mark_last(self, row_id: str) -> None:
+        if row_id != self.last_row_id:  # a var set, even to its value, is sent again
+            self.last_row_id = row_id
 
     def _put_on_top(self, conversation_id: str, title: str) -> None:
         """Move the conversation to the top of the sidebar (its newest activity)."""

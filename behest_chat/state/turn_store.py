@@ -448,8 +448,7 @@ def _ending_text(outcome: Outcome) -> str:
 def message_rows(views: Sequence[MessageView]) -> list[dict[str, str]]:
     """Message rows for the page; every value a string, as ``rx.foreach`` wants them."""
     rows = []
-    last = len(views) - 1
-    for index, v in enumerate(views):
+    for v in views:
         tokens = v.prompt_tokens + v.completion_tokens
         failed = v.role == "assistant" and v.status in _RETRYABLE
         rows.append(
@@ -469,16 +468,10 @@ def message_rows(views: Sequence[MessageView]) -> list[dict[str, str]]:
                 "version": str(v.version),
                 "versions": str(v.versions),
                 "retry": "1" if failed and v.error_kind != "quota" else "",
-                "regenerate": (
-                    "1" if v.role == "assistant" and v.status == "done" and index == last else ""
-                ),
+                # Offered on the last row shown only (ChatState.last_row_id).
+                "regenerate": "1" if v.role == "assistant" and v.status == "done" else "",
                 "continue": (
-                    "1"
-                    if failed
-                    and index == last
-                    and v.content
-                    and v.error_kind not in _NOT_CONTINUABLE
-                    else ""
+                    "1" if failed and v.content and v.error_kind not in _NOT_CONTINUABLE else ""
                 ),
             }
         )

@@ -402,6 +402,9 @@ def test_a_1000_turn_conversation_opens_in_under_a_second(page: Page, app_server
         "document.getElementById('messages-scroll').getBoundingClientRect().top"
     )
     assert 0 <= top < 120, f"the first message moved to {top} px"
+    # Only the last answer offers Regenerate, not the last one of the page loaded above.
+    expect(page.get_by_test_id("regenerate")).to_have_count(1)
+    expect(messages.last.locator("..").get_by_test_id("regenerate")).to_have_count(1)
     # The page never received the whole history.
     assert sum(received) < 150_000, f"{sum(received)} websocket bytes"
 

@@ -273,9 +273,35 @@ async def test_turns_send_their_own_rows_not_the_whole_window(tab: Tab, gateway)
         state = await tab.state()
         views, _ = store.window(accounts.find_user("alice").user_id, state.conversation_id)
         assert shown_rows(state) == message_rows(views)
+        assert state.last_row_id == shown_rows(state)[-1]["id"]
     # The first send opens the new conversation's page (the window whole); later turns
     # send the window again only to fold ``recent`` into it, every few turns.
     assert window_sent[0] and 1 <= sum(window_sent[1:]) <= 3, window_sent
+
+
+async def test_the_first_turn_after_opening_a_conversation_sends_only_its_rows(
+    tab: Tab, gateway
+) -> None:
+    """The last answer offers Regenerate; the next question moves that offer on by naming
+    the new last row, not by rewriting the answer's row in the window."""
+    await tab.run("send", form_data={"prompt": "echo: first"})
+    state = await tab.state()
+    path, answer = f"/chat/{state.conversation_id}", shown_rows(state)[-1]
+    await tab.open("/chat/")
+    await tab.open(path)
+    state = await tab.state()
+    assert state.messages[-1]["regenerate"] == "1"
+    assert state.last_row_id == answer["id"]
+
+    before = len(tab.recorder.updates)
+    await tab.run("send", form_data={"prompt": "echo: second"})
+    sent = {
+        k for u in tab.recorder.updates[before:] for k in _keys(getattr(u, "delta", None) or {})
+    }
+    state = await tab.state()
+    assert not any(k.startswith("messages") for k in sent), sent
+    assert [r["role"] for r in state.recent] == ["user", "assistant"]
+    assert state.last_row_id == state.recent[-1]["id"] != answer["id"]
 
 
 @pytest.mark.parametrize(
