@@ -1203,17 +1203,15 @@ class ChatState(AuthState):
             self._forget_direct_turn()
         fits = rows is not None and rows.conversation_id == self.conversation_id
         if self.conversation_id == conversation_id:
-            if (
-                rows is not None
-                and fits
-                and rows.answer is not None
-                and (last := self._last_shown()) is not None
-                and last["id"] == rows.after_id
-            ):
-                self._show_more(rows.answer)
-            elif rows is not None and fits and rows.messages is not None:
-                self._show_window(rows.messages)
-                self.has_older = rows.has_older
+            read = rows if fits else None
+            last_id = last["id"] if (last := self._last_shown()) is not None else ""
+            if read is not None and read.answer is not None and last_id == read.after_id:
+                self._show_more(read.answer)
+            elif read is not None and read.answer is not None and last_id == read.answer["id"]:
+                pass  # the page was loaded again after the ending was stored
+            elif read is not None and read.messages is not None:
+                self._show_window(read.messages)
+                self.has_older = read.has_older
             else:
                 self._reload_window(user)
             self.phase, self.retry_in = "", 0

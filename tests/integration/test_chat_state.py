@@ -304,6 +304,56 @@ async def test_the_first_turn_after_opening_a_conversation_sends_only_its_rows(
     assert state.last_row_id == state.recent[-1]["id"] != answer["id"]
 
 
+async def test_an_ending_the_page_already_read_is_not_read_again(tab: Tab, gateway) -> None:
+    """A fast answer in a new conversation can be stored before the redirect's page load
+    runs; that load reads the answer as stored, and the ending then has nothing to add (it
+    does not read the conversation again while holding the tab)."""
+    from reflex.istate.manager.token import BaseStateToken
+
+    from behest_chat.conversations import store
+    from behest_chat.state import ChatState
+    from behest_chat.state.turn_store import message_rows
+
+    gateway.set_fault(token_delay_ms=20, count=1)
+    sending = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "long: 20"})
+    )
+    user_id = accounts.find_user("alice").user_id
+
+    def live_answer() -> tuple[str, int] | None:
+        found = store.list_conversations(user_id)
+        views = store.window(user_id, found[0].id)[0] if found else []
+        live = [v for v in views if v.role == "assistant" and v.status == "streaming"]
+        return (found[0].id, live[0].id) if live else None
+
+    await _until(lambda: asyncio.to_thread(lambda: live_answer() is not None))
+    cid, answer_id = live_answer()  # type: ignore[misc]
+    # Hold the tab while the answer ends: the page load queues first, the ending after it.
+    async with tab.manager.modify_state(BaseStateToken(ident=tab.token, cls=ChatState)):
+        tab.path = f"/chat/{cid}"
+        loading = await tab.processor.enqueue(tab.token, tab.event("load"))
+
+        async def stored() -> bool:
+            answer = await asyncio.to_thread(store.message_for_user, user_id, answer_id)
+            return answer is not None and answer.status == "done"
+
+        await _until(stored)
+        seen = len(tab.recorder.updates)
+    await asyncio.wait_for(loading.wait_all(), 20)
+    await asyncio.wait_for(sending.wait_all(), 20)
+    updates = [
+        set(_keys(getattr(u, "delta", None) or {})) for u in tab.recorder.updates[seen:]
+    ]
+    loaded = next(i for i, keys in enumerate(updates) if "rx_router_url_rx_state_" in keys)
+    ended = [keys for keys in updates[loaded + 1 :] if "live_status_rx_state_" in keys]
+    assert len(ended) == 1, updates
+    assert not any(k.startswith(("messages", "recent")) for k in ended[0]), ended
+    state = await tab.state()
+    assert not state.busy
+    assert shown_rows(state) == message_rows(store.window(user_id, cid)[0])
+    assert shown_rows(state)[-1]["status"] == "done"
+
+
 @pytest.mark.parametrize(
     "fault",
     [None, {"cut_after": 3}, {"status": 402, "code": "quota_exceeded"}],
