@@ -129,8 +129,16 @@ def reading_scope() -> Iterator[Session]:
     For a unit of reads (and writes that may land on their own) that needs no transaction
     around it: on PostgreSQL each statement sees what is committed when it runs whether or
     not a transaction surrounds it (read committed), so the two round trips buy nothing.
+    On SQLite, which has no round trips to save, it is :func:`session_scope`: handing back
+    a connection set to autocommit resets it with a PRAGMA after which SQLite prepares
+    every statement again, and that costs more than the transaction.
     """
-    with Session(_autocommit(get_engine()), expire_on_commit=False) as session:
+    engine = get_engine()
+    if engine.dialect.name == "sqlite":
+        with session_scope() as session:
+            yield session
+        return
+    with Session(_autocommit(engine), expire_on_commit=False) as session:
         yield session
 
 
