@@ -179,6 +179,9 @@ class ChatState(AuthState):
     # The page the tab's state shows (``load``, or a send's new conversation): a send
     # from another page overtook that page's load.
     _loaded_path: str = ""
+    # The page of a conversation a send created and shows already: its redirect's load
+    # has nothing to read (set at the turn's start, cleared by the next load).
+    _shown_by_send: str = ""
     _new_draft: str = ""
     _quota_until: float = 0.0
     _quota_tier: int = 0
@@ -208,13 +211,17 @@ class ChatState(AuthState):
         if user is None:
             return rx.redirect(routes.LOGIN)
         self._follow_generation += 1
-        self._loaded_path = _page(self.router.url.path)
+        page, shown_by_send = _page(self.router.url.path), self._shown_by_send
+        self._loaded_path, self._shown_by_send = page, ""
         self.notice = self.notice_kind = ""
         self.sidebar_open = False
         self.editing_id = ""
         events: list[Any] = [rx.call_script(SCROLL_TO_LATEST_JS)]
         conversation_id = _conversation_in(self.router.url.path)
-        if not conversation_id:
+        if page == shown_by_send:
+            # The send that created this conversation shows it, its sidebar and allowance.
+            events += self._own_answer_so_far()
+        elif not conversation_id:
             self._show_nothing()
             self.missing = False
             events += self._seed_composer("", self._new_draft)
@@ -228,8 +235,9 @@ class ChatState(AuthState):
                 self.missing = False
                 events += self._open(user, conversation_id, conversation.title)
                 events += self._seed_composer(conversation_id, conversation.draft)
-        self._refresh_sidebar(user)
-        self._refresh_allowance(user)
+        if page != shown_by_send:
+            self._refresh_sidebar(user)
+            self._refresh_allowance(user)
         if self._direct_run_id:
             # A reload kills the page's fetch; only the page can tell whether it still runs.
             events.append(rx.call_script(RUNNING_SCRIPT, callback=ChatState.check_direct_page))
@@ -297,6 +305,16 @@ class ChatState(AuthState):
             return []
         self._seeded_for, self.composer_seed = conversation_id, text
         return [rx.call_script(f"behestSeedComposer({json.dumps(text)})")]
+
+    def _own_answer_so_far(self) -> list[Any]:
+        """The text so far of the answer this tab's turn writes in this process, for a page
+        that may be loaded afresh (a page that kept its draft ignores what it has)."""
+        recorder = _recorders.get(self.live_answer_id)
+        if recorder is None or not recorder.text:
+            return []
+        if self.phase != "rate_limited":
+            self.phase = "streaming"
+        return [live_draft.put(recorder.message_id, 0, recorder.text)]
 
     def _show_nothing(self) -> None:
         self.conversation_id = self.title = ""
@@ -1124,6 +1142,7 @@ class ChatState(AuthState):
             self._new_draft = ""
             # The tab shows the new conversation's page before the redirect opens it.
             self._loaded_path = _page(conversation_path(conversation_id))
+            self._shown_by_send = self._loaded_path
         if created or self.conversation_id == conversation_id:
             self.conversation_id = conversation_id
             self.title = start.title

@@ -304,10 +304,36 @@ async def test_the_first_turn_after_opening_a_conversation_sends_only_its_rows(
     assert state.last_row_id == state.recent[-1]["id"] != answer["id"]
 
 
+async def test_a_new_conversations_redirect_reads_nothing_again(tab: Tab, gateway) -> None:
+    """The send that creates a conversation shows it, its sidebar and allowance; the load
+    of the address it redirects to sends none of them again."""
+    from behest_chat.conversations import store
+    from behest_chat.state.turn_store import message_rows
+
+    before = len(tab.recorder.updates)
+    await tab.run("send", form_data={"prompt": "echo: a new conversation"})
+    state = await tab.state()
+    assert tab.path == f"/chat/{state.conversation_id}"  # the redirect was loaded
+    loads = [
+        set(_keys(u.delta))
+        for u in tab.recorder.updates[before:]
+        if "rx_router_url_rx_state_" in _keys(getattr(u, "delta", None) or {})
+    ]
+    assert len(loads) == 1
+    assert not any(k.startswith(("messages", "recent", "conversations")) for k in loads[0])
+    user_id = accounts.find_user("alice").user_id
+    assert shown_rows(state) == message_rows(store.window(user_id, state.conversation_id)[0])
+    assert [c["id"] for c in state.conversations] == [state.conversation_id]
+
+    await tab.open(tab.path)  # a reload reads it all again
+    loads = [set(_keys(u.delta)) for u in tab.recorder.updates[-3:] if getattr(u, "delta", None)]
+    assert any("messages_rx_state_" in keys for keys in loads), loads
+
+
 async def test_an_ending_the_page_already_read_is_not_read_again(tab: Tab, gateway) -> None:
-    """A fast answer in a new conversation can be stored before the redirect's page load
-    runs; that load reads the answer as stored, and the ending then has nothing to add (it
-    does not read the conversation again while holding the tab)."""
+    """A page reloaded as a fast answer ends can read the answer as stored before the
+    ending is shown; the ending then has nothing to add (it does not read the
+    conversation again while holding the tab)."""
     from reflex.istate.manager.token import BaseStateToken
 
     from behest_chat.conversations import store
@@ -328,9 +354,9 @@ async def test_an_ending_the_page_already_read_is_not_read_again(tab: Tab, gatew
 
     await _until(lambda: asyncio.to_thread(lambda: live_answer() is not None))
     cid, answer_id = live_answer()  # type: ignore[misc]
-    # Hold the tab while the answer ends: the page load queues first, the ending after it.
+    await tab.open(f"/chat/{cid}")  # the send's redirect
+    # Hold the tab while the answer ends: the reload queues first, the ending after it.
     async with tab.manager.modify_state(BaseStateToken(ident=tab.token, cls=ChatState)):
-        tab.path = f"/chat/{cid}"
         loading = await tab.processor.enqueue(tab.token, tab.event("load"))
 
         async def stored() -> bool:
@@ -344,10 +370,11 @@ async def test_an_ending_the_page_already_read_is_not_read_again(tab: Tab, gatew
     updates = [
         set(_keys(getattr(u, "delta", None) or {})) for u in tab.recorder.updates[seen:]
     ]
-    loaded = next(i for i, keys in enumerate(updates) if "rx_router_url_rx_state_" in keys)
-    ended = [keys for keys in updates[loaded + 1 :] if "live_status_rx_state_" in keys]
-    assert len(ended) == 1, updates
-    assert not any(k.startswith(("messages", "recent")) for k in ended[0]), ended
+    # The reload shows the window as stored; the ending after it sends no rows.
+    loaded = [i for i, keys in enumerate(updates) if "messages_rx_state_" in keys]
+    ended = [i for i, keys in enumerate(updates) if "live_status_rx_state_" in keys]
+    assert len(loaded) == 1 and len(ended) == 1 and loaded[0] < ended[0], updates
+    assert not any(k.startswith(("messages", "recent")) for k in updates[ended[0]]), updates
     state = await tab.state()
     assert not state.busy
     assert shown_rows(state) == message_rows(store.window(user_id, cid)[0])
