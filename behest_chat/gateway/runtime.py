@@ -10,7 +10,7 @@ import anyio
 from starlette.requests import Request
 from starlette.types import Receive
 
-from behest_chat.gateway.auth import Principal, bearer_token, verify_token
+from behest_chat.gateway.auth import Principal, VerifiedTokens, bearer_token, verify_token
 from behest_chat.gateway.config import GatewayConfig, Project
 from behest_chat.gateway.errors import GatewayError
 from behest_chat.gateway.faults import FaultSwitch
@@ -41,6 +41,7 @@ class Gateway:
         """
         self.config = config
         self.keyring = KeyRing(config)
+        self.verified_tokens = VerifiedTokens()
         self.limits: LimitStore = limits or config.limit_store()
         self.store = Store()
         self.faults = FaultSwitch()
@@ -105,6 +106,7 @@ class Gateway:
             project=self.project_for_host(request.headers.get("host", "")),
             audience=self.config.audience,
             leeway_seconds=self.config.leeway_seconds,
+            verified=self.verified_tokens,
         )
         request.state.uid = principal.uid
         return principal
