@@ -1198,7 +1198,10 @@ class ChatState(AuthState):
         """Move the conversation to the top of the sidebar (its newest activity)."""
         if self.search:  # a filtered list is read again when the turn ends
             return
-        others = [c for c in self.conversations if c["id"] != conversation_id]
+        shown = self.conversations
+        if shown and shown[0]["id"] == conversation_id and shown[0]["title"] == title:
+            return  # the usual case, a turn in the newest conversation: nothing to go through
+        others = [c for c in shown if c["id"] != conversation_id]
         self._show_sidebar([{"id": conversation_id, "title": title}, *others])
 
     def _show_ending(

@@ -330,6 +330,27 @@ async def test_a_new_conversations_redirect_reads_nothing_again(tab: Tab, gatewa
     assert any("messages_rx_state_" in keys for keys in loads), loads
 
 
+async def test_a_turn_puts_its_conversation_on_top_of_the_sidebar(tab: Tab, gateway) -> None:
+    await tab.run("send", form_data={"prompt": "echo: first"})
+    first = (await tab.state()).conversation_id
+    await tab.open("/chat/")
+    await tab.run("send", form_data={"prompt": "echo: second"})
+    second = (await tab.state()).conversation_id
+    assert [c["id"] for c in (await tab.state()).conversations] == [second, first]
+
+    await tab.open(f"/chat/{first}")
+    await tab.run("send", form_data={"prompt": "echo: again"})
+    assert [c["id"] for c in (await tab.state()).conversations] == [first, second]
+    # Another turn in the conversation on top leaves the sidebar as it is.
+    before = len(tab.recorder.updates)
+    await tab.run("send", form_data={"prompt": "echo: and again"})
+    sent = {
+        k for u in tab.recorder.updates[before:] for k in _keys(getattr(u, "delta", None) or {})
+    }
+    assert not any(k.startswith("conversations") for k in sent), sent
+    assert [c["id"] for c in (await tab.state()).conversations] == [first, second]
+
+
 async def test_an_ending_the_page_already_read_is_not_read_again(tab: Tab, gateway) -> None:
     """A page reloaded as a fast answer ends can read the answer as stored before the
     ending is shown; the ending then has nothing to add (it does not read the
