@@ -200,6 +200,9 @@ def chat_page() -> rx.Component:
             min_height="0",
             width="100%",
             spacing="0",
+            # Hidden, not left out, until the page's load has found the session: a visitor
+            # without one is sent to the sign-in page and never sees an empty chat first.
+            display=rx.cond(ChatState.signed_in, "flex", "none"),
         ),
         rx.box(
             ChatState.live_status,
