@@ -364,7 +364,9 @@ class ChatState(AuthState):
         while True:
             await asyncio.sleep(_FOLLOW_INTERVAL_S)  # polling the database row
             async with self:
-                if self._follow_generation != generation:
+                # A page load, or a turn this tab started since (its own task, perhaps in
+                # another process, showed the followed answer's end): stop following.
+                if self._follow_generation != generation or self.live_answer_id != message_id:
                     return
                 answer = store.message_for_user(user.user_id, message_id)
                 if answer is not None and answer.conversation_id != conversation_id:
