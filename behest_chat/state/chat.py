@@ -364,8 +364,7 @@ class ChatState(AuthState):
         while True:
             await asyncio.sleep(_FOLLOW_INTERVAL_S)  # polling the database row
             async with self:
-                # A page load, or a turn this tab started since (its own task, perhaps in
-                # another process, showed the followed answer's end): stop following.
+                # A page load, or a turn this tab started since: stop following.
                 if self._follow_generation != generation or self.live_answer_id != message_id:
                     return
                 answer = store.message_for_user(user.user_id, message_id)
@@ -375,6 +374,11 @@ class ChatState(AuthState):
                 if live:
                     if not self.phase:
                         self.phase = "streaming"
+                elif not self.phase:
+                    # The turn's own task, in another process, showed its end in this tab,
+                    # whose next turn may be stored already: reading the window now would
+                    # show that turn's question and answer twice.
+                    return
                 else:
                     if answer is not None and answer.status == "streaming":
                         store.interrupt_stale(conversation_id)
