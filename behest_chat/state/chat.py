@@ -805,7 +805,16 @@ class ChatState(AuthState):
         _attached[conversation_id] = client_token
         recorder = TurnRecorder(answer.id, run_id, prefix)
         _recorders[answer.id] = recorder
-        saver = asyncio.create_task(recorder.keep_saving(on_lost=task.cancel))
+        ending = False
+
+        def lost() -> None:
+            # The answer is no longer this run's: stop reading it. Not once the turn ends:
+            # its own ending, stored meanwhile, makes the saver's last save look lost, and
+            # a cancel then would keep the tab from ever showing that ending.
+            if not ending:
+                task.cancel()
+
+        saver = asyncio.create_task(recorder.keep_saving(on_lost=lost))
         outcome = Outcome()
         # A send's new answer follows the question the tab appended: its ending can be
         # shown without reading the conversation again.
@@ -835,6 +844,7 @@ class ChatState(AuthState):
             logger.exception("a chat turn failed")
             outcome.end("error", *describe_error(RuntimeError()))
         finally:
+            ending = True
             await _discard(opening)  # never awaited if the turn ended before its request
             saver.cancel()
             turns.unregister(conversation_id, task)
