@@ -1,12 +1,14 @@
 """Keep a streaming answer in the database while it is being written.
 
-The turn appends pieces with :meth:`TurnRecorder.append`; :meth:`TurnRecorder.keep_saving`
-runs beside it, and the text so far (and a fresh heartbeat) is written every ``interval``
-seconds, even when nothing new arrived, so other processes can tell the turn is alive. The
-answers in progress in one process are written together, one statement per interval,
-however many there are. If a write finds that a turn is no longer its run's (another
-process marked it interrupted after a long silence), its recorder's ``lost`` is set and
-``on_lost`` is called so the turn can stop.
+The turn appends pieces with :meth:`TurnRecorder.append`. Between
+:meth:`TurnRecorder.start_saving` and :meth:`TurnRecorder.stop_saving`, the text so far (and a
+fresh heartbeat) is written every ``interval`` seconds, even when nothing new arrived, so other
+processes can tell the turn is alive. The answers in progress in one process are written
+together, one statement per interval, however many there are. If a write finds that a turn is
+no longer its run's (another process marked it interrupted after a long silence), its
+recorder's ``lost`` is set and ``on_lost`` is called so the turn can stop. ``stop_saving``
+takes effect at once: a turn that is ending stores its own last text, and a save in flight
+must not take that for a lost turn.
 """
 
 from __future__ import annotations
@@ -52,21 +54,13 @@ class TurnRecorder:
         self.text += piece
         self.chunks += 1
 
-    async def keep_saving(self, on_lost: Callable[[], None]) -> None:
-        """Save every ``interval`` seconds until cancelled, or until the turn is lost."""
-        lost = asyncio.get_running_loop().create_future()
+    def start_saving(self, on_lost: Callable[[], None]) -> None:
+        """Save every ``interval`` seconds from now; ``on_lost`` is called if the turn is lost."""
+        _batch(self._interval).add(self, on_lost)
 
-        def lose() -> None:
-            on_lost()
-            if not lost.done():
-                lost.set_result(None)
-
-        batch = _batch(self._interval)
-        batch.add(self, lose)
-        try:
-            await lost
-        finally:
-            batch.discard(self)
+    def stop_saving(self) -> None:
+        """Stop saving now: from here on, no save reports this turn lost."""
+        _batch(self._interval).discard(self)
 
 
 class _Batch:

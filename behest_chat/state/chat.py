@@ -805,16 +805,7 @@ class ChatState(AuthState):
         _attached[conversation_id] = client_token
         recorder = TurnRecorder(answer.id, run_id, prefix)
         _recorders[answer.id] = recorder
-        ending = False
-
-        def lost() -> None:
-            # The answer is no longer this run's: stop reading it. Not once the turn ends:
-            # its own ending, stored meanwhile, makes the saver's last save look lost, and
-            # a cancel then would keep the tab from ever showing that ending.
-            if not ending:
-                task.cancel()
-
-        saver = asyncio.create_task(recorder.keep_saving(on_lost=lost))
+        recorder.start_saving(on_lost=task.cancel)  # a lost answer is no longer this run's
         outcome = Outcome()
         # A send's new answer follows the question the tab appended: its ending can be
         # shown without reading the conversation again.
@@ -831,6 +822,7 @@ class ChatState(AuthState):
                 yield update
         except asyncio.CancelledError:
             task.uncancel()
+            recorder.stop_saving()  # the turn is ending: no second cancel
             stopped = not recorder.lost and await asyncio.to_thread(store.stop_requested, answer.id)
             # Not the user's Stop: the server is shutting down, or another process took over.
             ending = "stopped" if stopped else "interrupted"
@@ -844,9 +836,8 @@ class ChatState(AuthState):
             logger.exception("a chat turn failed")
             outcome.end("error", *describe_error(RuntimeError()))
         finally:
-            ending = True
+            recorder.stop_saving()
             await _discard(opening)  # never awaited if the turn ended before its request
-            saver.cancel()
             turns.unregister(conversation_id, task)
             _recorders.pop(answer.id, None)
             if _attached.get(conversation_id) == client_token:
@@ -884,7 +875,7 @@ class ChatState(AuthState):
         reported = asyncio.Event()
         _direct_waits[run_id] = (asyncio.get_running_loop(), reported)
         # A failed save means the answer is no longer this run's (ended elsewhere).
-        saver = asyncio.create_task(recorder.keep_saving(on_lost=reported.set))
+        recorder.start_saving(on_lost=reported.set)
         ended_here = False
         try:
             if answer.content:  # Continue: the page shows the kept text first
@@ -912,7 +903,7 @@ class ChatState(AuthState):
             task.uncancel()
             ended_here = True
         finally:
-            saver.cancel()
+            recorder.stop_saving()
             _direct_waits.pop(run_id, None)
             turns.unregister(conversation_id, task)
             if _attached.get(conversation_id) == client_token:

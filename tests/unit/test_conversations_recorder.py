@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 from behest_chat.accounts import service as accounts
@@ -20,7 +21,7 @@ async def test_the_text_and_heartbeat_are_saved_every_interval(app_db) -> None:
     user = accounts.register("fay", "Fay", "correct horse battery")
     chat, answer = _answer(user.user_id, "run-1")
     recorder = TurnRecorder(answer.id, "run-1", prefix="Earlier part. ", interval=0.05)
-    saver = asyncio.create_task(recorder.keep_saving(on_lost=lambda: None))
+    recorder.start_saving(on_lost=lambda: None)
     first_beat = store.streaming_answer(user.user_id, chat.id).heartbeat_at
     recorder.append("new ")
     recorder.append("words")
@@ -31,7 +32,7 @@ async def test_the_text_and_heartbeat_are_saved_every_interval(app_db) -> None:
     saved = store.streaming_answer(user.user_id, chat.id)
     assert saved.heartbeat_at > first_beat and store.is_live(saved)
     assert recorder.chunks == 2
-    saver.cancel()
+    recorder.stop_saving()
 
 
 async def test_a_takeover_stops_the_recorder(app_db) -> None:
@@ -45,7 +46,8 @@ async def test_a_takeover_stops_the_recorder(app_db) -> None:
     from behest_chat.accounts.models import utcnow
 
     assert store.interrupt_stale(chat.id, now=utcnow() + timedelta(seconds=30)) == [answer.id]
-    await asyncio.wait_for(recorder.keep_saving(on_lost=lost.set), 2)
+    recorder.start_saving(on_lost=lost.set)
+    await asyncio.wait_for(lost.wait(), 2)
     assert lost.is_set() and recorder.lost
     assert not store.save_progress(answer.id, "run-1", recorder.text)
 
@@ -64,16 +66,53 @@ async def test_answers_in_progress_are_saved_together_and_a_takeover_stops_only_
     kept_recorder = TurnRecorder(kept.id, "run-kept", interval=0.02)
     taken_recorder = TurnRecorder(taken.id, "run-taken", interval=0.02)
     kept_lost, taken_lost = asyncio.Event(), asyncio.Event()
-    kept_saver = asyncio.create_task(kept_recorder.keep_saving(on_lost=kept_lost.set))
+    kept_recorder.start_saving(on_lost=kept_lost.set)
     kept_recorder.append("still here")
-    await asyncio.wait_for(taken_recorder.keep_saving(on_lost=taken_lost.set), 2)
+    taken_recorder.start_saving(on_lost=taken_lost.set)
+    await asyncio.wait_for(taken_lost.wait(), 2)
     deadline = time.monotonic() + 2
     while store.streaming_answer(user.user_id, kept_chat.id).content != "still here":
         assert time.monotonic() < deadline, "the other answer was not saved"
         await asyncio.sleep(0.01)  # polling the database, bounded by the deadline
     assert taken_recorder.lost and taken_lost.is_set()
-    assert not kept_recorder.lost and not kept_lost.is_set() and not kept_saver.done()
-    kept_saver.cancel()
+    assert not kept_recorder.lost and not kept_lost.is_set()
+    kept_recorder.stop_saving()
+
+
+async def test_a_turn_that_stops_saving_while_a_save_is_in_flight_is_not_reported_lost(
+    app_db, monkeypatch
+) -> None:
+    from datetime import timedelta
+
+    from behest_chat.accounts.models import utcnow
+
+    user = accounts.register("ivy", "Ivy", "correct horse battery")
+    ending_chat, ending = _answer(user.user_id, "run-ending")
+    other_chat, other = _answer(user.user_id, "run-other")
+    # Both look taken over to the save: the ending turn because it stored its own end.
+    later = utcnow() + timedelta(seconds=30)
+    assert store.interrupt_stale(ending_chat.id, now=later)
+    assert store.interrupt_stale(other_chat.id, now=later)
+    in_save, release = threading.Event(), threading.Event()
+    save = store.save_progress_many
+
+    def held_save(answers):
+        in_save.set()
+        release.wait(5)
+        return save(answers)
+
+    monkeypatch.setattr(store, "save_progress_many", held_save)
+    ending_lost, other_lost = asyncio.Event(), asyncio.Event()
+    ending_recorder = TurnRecorder(ending.id, "run-ending", interval=0.01)
+    other_recorder = TurnRecorder(other.id, "run-other", interval=0.01)
+    ending_recorder.start_saving(on_lost=ending_lost.set)
+    other_recorder.start_saving(on_lost=other_lost.set)
+    assert await asyncio.to_thread(in_save.wait, 5)
+    ending_recorder.stop_saving()
+    release.set()
+    await asyncio.wait_for(other_lost.wait(), 2)  # the same save's answers are handled
+    assert not ending_lost.is_set() and not ending_recorder.lost
+    assert other_recorder.lost
 
 
 def test_save_progress_many_saves_only_the_answers_their_runs_still_own(app_db) -> None:
