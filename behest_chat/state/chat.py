@@ -217,11 +217,20 @@ class ChatState(AuthState):
         self.sidebar_open = False
         self.editing_id = ""
         events: list[Any] = [rx.call_script(SCROLL_TO_LATEST_JS)]
-        conversation_id = _conversation_in(self.router.url.path)
         if page == shown_by_send:
             # The send that created this conversation shows it, its sidebar and allowance.
             events += self._own_answer_so_far()
-        elif not conversation_id:
+        else:
+            events += self._read_page(user, _conversation_in(self.router.url.path))
+        if self._direct_run_id:
+            # A reload kills the page's fetch; only the page can tell whether it still runs.
+            events.append(rx.call_script(RUNNING_SCRIPT, callback=ChatState.check_direct_page))
+        return events
+
+    def _read_page(self, user: SessionUser, conversation_id: str) -> list[Any]:
+        """Show the conversation the address names (or none), the sidebar and allowance."""
+        events: list[Any] = []
+        if not conversation_id:
             self._show_nothing()
             self.missing = False
             events += self._seed_composer("", self._new_draft)
@@ -235,12 +244,8 @@ class ChatState(AuthState):
                 self.missing = False
                 events += self._open(user, conversation_id, conversation.title)
                 events += self._seed_composer(conversation_id, conversation.draft)
-        if page != shown_by_send:
-            self._refresh_sidebar(user)
-            self._refresh_allowance(user)
-        if self._direct_run_id:
-            # A reload kills the page's fetch; only the page can tell whether it still runs.
-            events.append(rx.call_script(RUNNING_SCRIPT, callback=ChatState.check_direct_page))
+        self._refresh_sidebar(user)
+        self._refresh_allowance(user)
         return events
 
     @rx.event
