@@ -1172,6 +1172,9 @@ class ChatState(AuthState):
 
     def _append_question(self, row: dict[str, str], *, created: bool) -> None:
         """Show a new question after the rows shown, without reading them again."""
+        last = self._last_shown()
+        if last is not None and last["id"] == row["id"]:
+            return  # a reload between the send's store and now read it already
         if created:
             self._show_window([row])
             self.has_older = False

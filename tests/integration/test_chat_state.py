@@ -402,6 +402,46 @@ async def test_an_ending_the_page_already_read_is_not_read_again(tab: Tab, gatew
     assert shown_rows(state)[-1]["status"] == "done"
 
 
+async def test_a_reload_between_a_sends_store_and_its_start_shows_the_question_once(
+    tab: Tab, gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload whose load reads the conversation after a send stored its question, but
+    before the send showed it, already shows the question: the send must not add it again."""
+    import threading
+
+    from behest_chat.conversations import store
+    from behest_chat.state import chat as chat_module
+    from behest_chat.state.turn_store import message_rows
+
+    await tab.run("send", form_data={"prompt": "echo: first"})
+    cid = (await tab.state()).conversation_id
+    user_id = accounts.find_user("alice").user_id
+    stored, release = threading.Event(), threading.Event()
+    store_send = chat_module.store_send
+
+    def held_store_send(*args: Any) -> Any:
+        sent = store_send(*args)
+        stored.set()
+        release.wait(10)
+        return sent
+
+    monkeypatch.setattr(chat_module, "store_send", held_store_send)
+    sending = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "echo: second"})
+    )
+    assert await asyncio.to_thread(stored.wait, 10)
+    tab.path = f"/chat/{cid}"
+    loading = await tab.processor.enqueue(tab.token, tab.event("load"))
+    await asyncio.wait_for(loading, 10)  # the reload read the new question
+    release.set()
+    await asyncio.wait_for(sending.wait_all(), 20)
+    await asyncio.wait_for(loading.wait_all(), 20)  # and what it started (a follower)
+    state = await tab.state()
+    assert shown_rows(state) == message_rows(store.window(user_id, cid)[0])
+    assert [r["role"] for r in shown_rows(state)] == ["user", "assistant"] * 2
+    assert state.last_row_id == shown_rows(state)[-1]["id"]
+
+
 @pytest.mark.parametrize(
     "fault",
     [None, {"cut_after": 3}, {"status": 402, "code": "quota_exceeded"}],
