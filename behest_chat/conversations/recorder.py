@@ -48,6 +48,7 @@ class TurnRecorder:
         self.chunks = 0
         self.lost = False
         self._interval = interval
+        self._batch: _Batch | None = None
 
     def append(self, piece: str) -> None:
         """Add one streamed piece of the answer."""
@@ -56,11 +57,13 @@ class TurnRecorder:
 
     def start_saving(self, on_lost: Callable[[], None]) -> None:
         """Save every ``interval`` seconds from now; ``on_lost`` is called if the turn is lost."""
-        _batch(self._interval).add(self, on_lost)
+        self._batch = _batch(self._interval)
+        self._batch.add(self, on_lost)
 
     def stop_saving(self) -> None:
         """Stop saving now: from here on, no save reports this turn lost."""
-        _batch(self._interval).discard(self)
+        if self._batch is not None:
+            self._batch.discard(self)
 
 
 class _Batch:
