@@ -76,6 +76,19 @@ class InflightTurns:
         """How many turns are running in this process."""
         return len(self._tasks)
 
+    async def end_all_here(self, timeout: float) -> None:
+        """Cancel this process's turns and wait up to ``timeout`` seconds for them to end.
+
+        For shutdown, before the connections to Behest close: a cancelled turn stores its
+        partial answer as interrupted, where a turn whose connection closed under it would
+        end as an error.
+        """
+        running = [task for task in self._tasks.values() if not task.done()]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+
     async def running_anywhere(self, key: str) -> bool:
         """Whether a turn runs under `key` in this worker or, shared through Redis, any other.
 

@@ -27,6 +27,8 @@ __all__ = ["get_client", "lifespan"]
 
 logger = logging.getLogger("behest_chat")
 _client: BehestClient | None = None
+# How long shutdown waits for the running turns to store their partial answers.
+_TURNS_END_TIMEOUT_S = 5.0
 
 
 def get_client() -> BehestClient:
@@ -69,6 +71,7 @@ async def lifespan() -> AsyncIterator[None]:
         try:
             yield
         finally:
+            await turns.end_all_here(_TURNS_END_TIMEOUT_S)
             if _client is not None:
                 await _client.aclose()
                 _client = None
