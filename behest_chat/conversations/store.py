@@ -561,10 +561,15 @@ def _beating(heartbeat_at: datetime | None, now: datetime | None = None) -> bool
     return heartbeat_at is not None and (now or utcnow()) - _aware(heartbeat_at) < STALE_AFTER
 
 
-def interrupt_stale(conversation_id: str, now: datetime | None = None) -> list[int]:
-    """Mark streaming answers whose process went away as ``interrupted``; return their ids."""
+def interrupt_stale(
+    conversation_id: str, now: datetime | None = None, *, db: Session | None = None
+) -> list[int]:
+    """Mark streaming answers whose process went away as ``interrupted``; return their ids.
+
+    ``db``: in the caller's session (the changes are flushed here).
+    """
     current = now or utcnow()
-    with session_scope() as db:
+    with joined(db) as db:
         stale = db.exec(
             select(Message).where(
                 Message.conversation_id == conversation_id,
@@ -582,6 +587,8 @@ def interrupt_stale(conversation_id: str, now: datetime | None = None) -> list[i
             answer.heartbeat_at = None
             answer.updated_at = current
             db.add(answer)
+        if stale:
+            db.flush()
         return [answer.id for answer in stale if answer.id is not None]
 
 

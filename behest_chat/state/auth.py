@@ -36,9 +36,12 @@ class AuthState(rx.State):
         """The signed-in user, looked up now (revocation and expiry are honoured)."""
         secret = self._session_secret()
         user = resolve(secret) if secret else None
+        self._show_user(user)
+        return user
+
+    def _show_user(self, user: SessionUser | None) -> None:
         self.signed_in = user is not None
         self.display_name = user.display_name if user else ""
-        return user
 
     @rx.event
     def require_login(self):

@@ -63,6 +63,7 @@ from behest_chat.behest.streaming import ChatStream
 from behest_chat.conversations import budgets, store
 from behest_chat.conversations.models import Conversation, Message
 from behest_chat.conversations.recorder import TurnRecorder
+from behest_chat.conversations.store import MessageView
 from behest_chat.db import reading_scope
 from behest_chat.direct import (
     RUNNING_SCRIPT,
@@ -83,6 +84,7 @@ from behest_chat.state.turn_store import (
     NOT_LOADED,
     Ending,
     Outcome,
+    PageRead,
     SendCheck,
     Turn,
     TurnEndRows,
@@ -91,6 +93,7 @@ from behest_chat.state.turn_store import (
     begin_turn,
     check_send,
     message_rows,
+    read_page,
     sidebar_rows,
     store_ending,
     store_send,
@@ -205,47 +208,58 @@ class ChatState(AuthState):
     # ── Opening conversations ────────────────────────────────────────────────
 
     @rx.event
-    def load(self):
-        """on_load of ``/chat`` and ``/chat/<id>``: the conversation, sidebar and allowance."""
-        user = self._current_user()
+    async def load(self):
+        """on_load of ``/chat`` and ``/chat/<id>``: the conversation, sidebar and allowance.
+
+        Read in a database thread, in one trip: the event loop serves the other tabs
+        meanwhile (this tab's state stays locked until the page is shown).
+        """
+        secret, path = self._session_secret(), self.router.url.path
+        page, shown_by_send = _page(path), self._shown_by_send
+        conversation_id = _conversation_in(path)
+        read = None
+        if page == shown_by_send:
+            user = await asyncio.to_thread(resolve, secret)
+        else:
+            read = await asyncio.to_thread(read_page, secret, conversation_id, self.search)
+            user = read.user
+        self._show_user(user)
         if user is None:
             return rx.redirect(routes.LOGIN)
         self._follow_generation += 1
-        page, shown_by_send = _page(self.router.url.path), self._shown_by_send
         self._loaded_path, self._shown_by_send = page, ""
         self.notice = self.notice_kind = ""
         self.sidebar_open = False
         self.editing_id = ""
         events: list[Any] = [rx.call_script(SCROLL_TO_LATEST_JS)]
-        if page == shown_by_send:
+        if read is None:
             # The send that created this conversation shows it, its sidebar and allowance.
             events += self._own_answer_so_far()
         else:
-            events += self._read_page(user, _conversation_in(self.router.url.path))
+            events += self._show_page(conversation_id, read)
         if self._direct_run_id:
             # A reload kills the page's fetch; only the page can tell whether it still runs.
             events.append(rx.call_script(RUNNING_SCRIPT, callback=ChatState.check_direct_page))
         return events
 
-    def _read_page(self, user: SessionUser, conversation_id: str) -> list[Any]:
+    def _show_page(self, conversation_id: str, read: PageRead) -> list[Any]:
         """Show the conversation the address names (or none), the sidebar and allowance."""
         events: list[Any] = []
         if not conversation_id:
             self._show_nothing()
             self.missing = False
             events += self._seed_composer("", self._new_draft)
+        elif read.conversation is None:
+            self._show_nothing()
+            self.missing = True
+            events += self._seed_composer(conversation_id, "")
         else:
-            conversation = store.get_conversation(user.user_id, conversation_id)
-            if conversation is None:
-                self._show_nothing()
-                self.missing = True
-                events += self._seed_composer(conversation_id, "")
-            else:
-                self.missing = False
-                events += self._open(user, conversation_id, conversation.title)
-                events += self._seed_composer(conversation_id, conversation.draft)
-        self._refresh_sidebar(user)
-        self._refresh_allowance(user)
+            self.missing = False
+            events += self._open(read.conversation, read.views, read.has_older)
+            events += self._seed_composer(conversation_id, read.conversation.draft)
+        self._show_sidebar(read.conversations)
+        if read.allowance != self.allowance:
+            self.allowance = read.allowance
         return events
 
     @rx.event
@@ -327,13 +341,14 @@ class ChatState(AuthState):
         self.has_older = False
         self.phase = ""
 
-    def _open(self, user: SessionUser, conversation_id: str, title: str) -> list[Any]:
-        """Show a conversation; returns the events that show a live answer's text so far
-        and, when another task or process writes it, follow it."""
-        self.conversation_id = conversation_id
-        self.title = title
-        store.interrupt_stale(conversation_id)
-        views, self.has_older = store.window(user.user_id, conversation_id)
+    def _open(
+        self, conversation: Conversation, views: list[MessageView], has_older: bool
+    ) -> list[Any]:
+        """Show a conversation's window as read; returns the events that show a live
+        answer's text so far and, when another task or process writes it, follow it."""
+        conversation_id = self.conversation_id = conversation.id
+        self.title = conversation.title
+        self.has_older = has_older
         live = views[-1] if views and views[-1].status == "streaming" else None
         self._show_window(message_rows(views[:-1] if live else views))
         if live is None:

@@ -15,16 +15,16 @@ import dataclasses
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import Session
 
-from behest_chat.accounts.sessions import SessionUser
+from behest_chat.accounts.sessions import SessionUser, resolve
 from behest_chat.conversations import budgets, store
-from behest_chat.conversations.models import Message
+from behest_chat.conversations.models import Conversation, Message
 from behest_chat.conversations.store import MessageView
-from behest_chat.db import joined, session_scope
+from behest_chat.db import joined, reading_scope, session_scope
 from behest_chat.preferences import get_transport
 from behest_chat.settings import get_settings
 
@@ -213,6 +213,51 @@ def store_send(user: SessionUser, check: SendCheck, text: str, run_id: str) -> S
     )
     turn = Turn(user, asked.conversation_id, asked.session_id, asked.question.id or 0)
     return SendStart(turn, start, created=not check.conversation_id)
+
+
+@dataclass(frozen=True)
+class PageRead:
+    """What a page of the chat shows, read in one trip to a database thread.
+
+    ``conversation`` is ``None`` when the address names none, or one the user cannot open.
+    """
+
+    user: SessionUser | None
+    conversation: Conversation | None = None
+    views: list[MessageView] = field(default_factory=list)
+    has_older: bool = False
+    conversations: list[dict[str, str]] = field(default_factory=list)
+    allowance: str = ""
+
+
+def read_page(secret: str, conversation_id: str, search: str) -> PageRead:
+    """The signed-in user and what their page at ``conversation_id`` shows (blocking).
+
+    Answers whose process went away are marked interrupted first, so the window shows them
+    as they now are.
+    """
+    with reading_scope() as db:
+        user = resolve(secret, db=db)
+        if user is None:
+            return PageRead(None)
+        conversation = (
+            store.get_conversation(user.user_id, conversation_id, db=db)
+            if conversation_id
+            else None
+        )
+        views: list[MessageView] = []
+        has_older = False
+        if conversation is not None:
+            store.interrupt_stale(conversation.id, db=db)
+            views, has_older = store.window(user.user_id, conversation.id, db=db)
+        return PageRead(
+            user,
+            conversation,
+            views,
+            has_older,
+            sidebar_rows(store.list_conversations(user.user_id, search, db=db)),
+            user_allowance(user, conversation.id if conversation else "", db=db).summary(),
+        )
 
 
 @dataclass(frozen=True)

@@ -402,6 +402,39 @@ async def test_an_ending_the_page_already_read_is_not_read_again(tab: Tab, gatew
     assert shown_rows(state)[-1]["status"] == "done"
 
 
+async def test_a_page_load_reading_the_database_holds_up_no_other_tab(
+    tab: Tab, gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load reads in a database thread: while it waits on the database, the event loop
+    serves other tabs (here, a whole turn of another user)."""
+    import threading
+
+    from behest_chat.state import chat as chat_module
+
+    bob = accounts.register("bob", "Bob", "correct horse battery")
+    other = Tab(tab.processor, tab.manager, tab.recorder, f"{SESSION_COOKIE}={create_session(bob)}")
+    await other.open()
+    alices_secret = tab.cookie.split("=", 1)[1]
+    reading, release = threading.Event(), threading.Event()
+    read_page = chat_module.read_page
+
+    def slow_read_page(secret: str, *args: Any) -> Any:
+        if secret == alices_secret:  # Alice's database is slow today
+            reading.set()
+            release.wait(10)
+        return read_page(secret, *args)
+
+    monkeypatch.setattr(chat_module, "read_page", slow_read_page)
+    loading = await tab.processor.enqueue(tab.token, tab.event("load"))
+    assert await asyncio.to_thread(reading.wait, 10)
+    await other.run("send", form_data={"prompt": "echo: meanwhile"})
+    assert shown_rows(await other.state())[-1]["content"] == "meanwhile"
+    assert not loading.done()
+    release.set()
+    await asyncio.wait_for(loading, 10)
+    assert (await tab.state()).signed_in
+
+
 async def test_a_reload_between_a_sends_store_and_its_start_shows_the_question_once(
     tab: Tab, gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
