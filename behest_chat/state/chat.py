@@ -94,6 +94,7 @@ from behest_chat.state.turn_store import (
     check_send,
     message_rows,
     read_page,
+    search_sidebar,
     sidebar_rows,
     store_ending,
     store_send,
@@ -443,12 +444,14 @@ class ChatState(AuthState):
     # ── Sidebar ──────────────────────────────────────────────────────────────
 
     @rx.event
-    def set_search(self, value: str):
-        """Filter the sidebar by title and text."""
+    async def set_search(self, value: str):
+        """Filter the sidebar by title and text (a scan of the user's messages: read in a
+        database thread, so other tabs are not held up)."""
         self.search = str(value)[:200]
-        user = self._current_user()
+        user, found = await asyncio.to_thread(search_sidebar, self._session_secret(), self.search)
+        self._show_user(user)
         if user is not None:
-            self._refresh_sidebar(user)
+            self._show_sidebar(found)
 
     @rx.event
     def toggle_sidebar(self):

@@ -260,6 +260,15 @@ def read_page(secret: str, conversation_id: str, search: str) -> PageRead:
         )
 
 
+def search_sidebar(secret: str, search: str) -> tuple[SessionUser | None, list[dict[str, str]]]:
+    """The signed-in user and their sidebar's rows for ``search`` (blocking)."""
+    with reading_scope() as db:
+        user = resolve(secret, db=db)
+        if user is None:
+            return None, []
+        return user, sidebar_rows(store.list_conversations(user.user_id, search, db=db))
+
+
 @dataclass(frozen=True)
 class TurnStartRows:
     """What the tab shows when a turn starts, read from the database off the event loop."""
