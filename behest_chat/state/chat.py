@@ -388,7 +388,8 @@ class ChatState(AuthState):
                 # A page load, or a turn this tab started since: stop following.
                 if self._follow_generation != generation or self.live_answer_id != message_id:
                     return
-                answer = store.message_for_user(user.user_id, message_id)
+                # In a database thread: the event loop serves the other tabs meanwhile.
+                answer = await asyncio.to_thread(store.message_for_user, user.user_id, message_id)
                 if answer is not None and answer.conversation_id != conversation_id:
                     return
                 live = answer is not None and store.is_live(answer)
