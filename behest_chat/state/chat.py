@@ -274,7 +274,13 @@ class ChatState(AuthState):
         if running is True or not self._direct_run_id:
             return
         user = self._current_user()
-        held = self._held_direct_answer(user) if user is not None else None
+        held = (
+            _held_direct_answer(
+                user, self._direct_conversation_id, self._direct_answer_id, self._direct_run_id
+            )
+            if user is not None
+            else None
+        )
         if user is None or held is None:
             self._forget_direct_turn()
             return
@@ -300,22 +306,6 @@ class ChatState(AuthState):
             self._show_ending(user, conversation.id, run_id, outcome)
         else:
             self._forget_direct_turn()
-
-    def _held_direct_answer(self, user: SessionUser) -> tuple[Message, Conversation] | None:
-        """The still-streaming answer of the browser-direct turn this tab holds, if ``user``
-        owns it and this run still writes it; with its conversation."""
-        answer = store.message_for_user(user.user_id, self._direct_answer_id)
-        conversation = store.get_conversation(user.user_id, self._direct_conversation_id)
-        if (
-            answer is None
-            or conversation is None
-            or answer.conversation_id != self._direct_conversation_id
-            or answer.role != "assistant"
-            or answer.run_id != self._direct_run_id
-            or answer.status != "streaming"
-        ):
-            return None
-        return answer, conversation
 
     def _seed_composer(self, conversation_id: str, text: str) -> list[Any]:
         """The events that put a conversation's draft in the composer, if the conversation
@@ -938,7 +928,7 @@ class ChatState(AuthState):
             await self._finish(turn, answer.id, run_id, recorder, history, outcome)
 
     @rx.event
-    def finish_direct_turn(self, result: dict[str, Any]):
+    async def finish_direct_turn(self, result: dict[str, Any]):
         """The page's report of a browser-direct turn: store it like a relayed ending.
 
         Only the turn this tab's server state holds open is ended (conversation, answer id
@@ -952,53 +942,75 @@ class ChatState(AuthState):
         prompt it built and the text it stores, and marked ``estimated`` (shown as "≈")
         since they are not the gateway's own count. The gateway still meters the session.
         """
-        user = self._current_user()
         conversation_id, answer_id, run_id = (
             self._direct_conversation_id,
             self._direct_answer_id,
             self._direct_run_id,
         )
+        prefix, prompt_estimate, search = (
+            self._direct_prefix,
+            self._direct_prompt_tokens,
+            self.search,
+        )
+        # The database work runs in threads: the event loop serves the other tabs meanwhile.
+        user = await asyncio.to_thread(resolve, self._session_secret())
+        self._show_user(user)
         if not run_id:
             return None
         turn = read_direct_turn(result)
         if user is None or turn.signed_out:
             # The run stamp never left the server: ending its own answer needs no user.
-            store.finish_answer(
-                answer_id, run_id, status="error", content=self._direct_prefix + turn.text,
-                error_kind="auth", error="You are signed out. Sign in again, then retry.",
+            await asyncio.to_thread(
+                store.finish_answer,
+                answer_id,
+                run_id,
+                status="error",
+                content=prefix + turn.text,
+                error_kind="auth",
+                error="You are signed out. Sign in again, then retry.",
             )
             _release_direct(run_id)
             self._forget_direct_turn()
             self.phase = ""
             return rx.redirect(routes.LOGIN)
-        held = self._held_direct_answer(user)
+        held = await asyncio.to_thread(
+            _held_direct_answer, user, conversation_id, answer_id, run_id
+        )
         if held is None:
             self._forget_direct_turn()
             return None
         answer, conversation = held
         outcome = _direct_outcome(turn, user)
-        text = self._direct_prefix + turn.text
         reported = turn.usage or {}
-        prompt_tokens = max(_count(reported.get("prompt_tokens")), self._direct_prompt_tokens)
+        prompt_tokens = max(_count(reported.get("prompt_tokens")), prompt_estimate)
         completion_tokens = max(
             _count(reported.get("completion_tokens")), budgets.estimate_tokens(turn.text)
         )
-        stored = store_ending(
-            Ending(
-                Turn(user, conversation_id, conversation.session_id, answer.parent_id or 0),
-                answer_id,
-                run_id,
-                outcome,
-                text,
-                prompt_tokens,
-                completion_tokens if turn.text or turn.status == "done" else 0,
-                estimated=True,
-            ),
-            count_unowned=False,
+        ending = Ending(
+            Turn(user, conversation_id, conversation.session_id, answer.parent_id or 0),
+            answer_id,
+            run_id,
+            outcome,
+            prefix + turn.text,
+            prompt_tokens,
+            completion_tokens if turn.text or turn.status == "done" else 0,
+            estimated=True,
         )
+
+        def store_and_read() -> tuple[bool | None, TurnEndRows | None]:
+            stored = store_ending(ending, count_unowned=False)
+            if stored is False:
+                return stored, None
+            try:  # what the tab shows next, read here so the event loop never waits on it
+                return stored, turn_end_rows(user, conversation_id, search)
+            except Exception:
+                logger.exception("the rows after a browser-direct turn were not read")
+                return stored, None
+
+        stored, rows = await asyncio.to_thread(store_and_read)
         _release_direct(run_id)
         if stored is not False:  # stored, or not stored for a database failure
-            self._show_ending(user, conversation_id, run_id, outcome)
+            self._show_ending(user, conversation_id, run_id, outcome, rows)
         else:
             self._forget_direct_turn()
         return None
@@ -1312,6 +1324,25 @@ class ChatState(AuthState):
 
     def _say(self, text: str, kind: str) -> None:
         self.notice, self.notice_kind = text, kind
+
+
+def _held_direct_answer(
+    user: SessionUser, conversation_id: str, answer_id: int, run_id: str
+) -> tuple[Message, Conversation] | None:
+    """The still-streaming answer of a browser-direct turn, if ``user`` owns it and the run
+    ``run_id`` still writes it; with its conversation (blocking)."""
+    answer = store.message_for_user(user.user_id, answer_id)
+    conversation = store.get_conversation(user.user_id, conversation_id)
+    if (
+        answer is None
+        or conversation is None
+        or answer.conversation_id != conversation_id
+        or answer.role != "assistant"
+        or answer.run_id != run_id
+        or answer.status != "streaming"
+    ):
+        return None
+    return answer, conversation
 
 
 def _resolve_and_check(

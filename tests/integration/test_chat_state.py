@@ -619,6 +619,44 @@ def _unchanged(answer_id: int) -> tuple[str, str, str]:
 REPORT = {"text": "Injected answer", "status": "done", "usage": {"completion_tokens": 3}}
 
 
+async def test_a_direct_turns_report_is_stored_and_shown_as_a_reload_shows_it(
+    tab: Tab, gateway
+) -> None:
+    """A browser-direct turn: the page streams from Behest and reports back; the server
+    stores the ending with its usage and shows exactly what a reload of the page shows."""
+    from behest_chat.conversations import store
+    from behest_chat.preferences import set_transport
+    from behest_chat.state.turn_store import message_rows
+
+    user_id = accounts.find_user("alice").user_id
+    set_transport(user_id, "direct")
+    sending = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "A direct question"})
+    )
+
+    async def held() -> bool:
+        return bool((await tab.state())._direct_run_id)
+
+    await _until(held)
+    state = await tab.state()
+    cid, answer_id = state._direct_conversation_id, state._direct_answer_id
+    tab.path = f"/chat/{cid}"  # where the page moved once it started the turn
+    await tab.run("finish_direct_turn", result=REPORT)
+    await asyncio.wait_for(sending.wait_all(), 20)
+
+    stored = store.message_for_user(user_id, answer_id)
+    assert stored is not None and (stored.status, stored.content) == ("done", "Injected answer")
+    state = await tab.state()
+    assert not state.busy and not state.direct and state._direct_run_id == ""
+    views, _ = store.window(user_id, cid)
+    assert shown_rows(state) == message_rows(views)
+    assert [c["id"] for c in state.conversations] == [cid]
+    reloaded = Tab(tab.processor, tab.manager, tab.recorder, tab.cookie)
+    await reloaded.open(f"/chat/{cid}")
+    assert shown_rows(await reloaded.state()) == shown_rows(state)
+    assert (await reloaded.state()).allowance == state.allowance
+
+
 async def test_a_direct_report_without_a_pending_turn_changes_nothing(tab: Tab) -> None:
     _, answer_id, _ = await _streaming_answer_of_another_user()
     before = _unchanged(answer_id)
