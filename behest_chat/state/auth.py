@@ -8,6 +8,7 @@ and tier never enter a public var: substates call `_require_user()` and keep the
 
 from __future__ import annotations
 
+import asyncio
 from http.cookies import CookieError, SimpleCookie
 
 import reflex as rx
@@ -36,6 +37,13 @@ class AuthState(rx.State):
         """The signed-in user, looked up now (revocation and expiry are honoured)."""
         secret = self._session_secret()
         user = resolve(secret) if secret else None
+        self._show_user(user)
+        return user
+
+    async def _look_up_user(self) -> SessionUser | None:
+        """:meth:`_current_user`, looked up in a database thread (the event loop serves
+        other tabs meanwhile)."""
+        user = await asyncio.to_thread(resolve, self._session_secret())
         self._show_user(user)
         return user
 

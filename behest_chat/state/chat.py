@@ -220,11 +220,11 @@ class ChatState(AuthState):
         conversation_id = _conversation_in(path)
         read = None
         if page == shown_by_send:
-            user = await asyncio.to_thread(resolve, secret)
+            user = await self._look_up_user()
         else:
             read = await asyncio.to_thread(read_page, secret, conversation_id, self.search)
             user = read.user
-        self._show_user(user)
+            self._show_user(user)
         if user is None:
             return rx.redirect(routes.LOGIN)
         self._follow_generation += 1
@@ -953,8 +953,7 @@ class ChatState(AuthState):
             self.search,
         )
         # The database work runs in threads: the event loop serves the other tabs meanwhile.
-        user = await asyncio.to_thread(resolve, self._session_secret())
-        self._show_user(user)
+        user = await self._look_up_user()
         if not run_id:
             return None
         turn = read_direct_turn(result)
