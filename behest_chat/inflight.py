@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ class InflightTurns:
         self._writes: set[asyncio.Task[None]] = set()
         self._write_order = asyncio.Lock()
         self._listening = asyncio.Event()
+        self._cancelled: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
     def register(self, key: str, task: asyncio.Task[Any]) -> None:
         """Record `task` as the turn running under `key`."""
@@ -72,6 +74,17 @@ class InflightTurns:
         task = self._tasks.get(key)
         return task is not None and not task.done()
 
+    def cancel_once(self, task: asyncio.Task[Any]) -> None:
+        """Cancel a turn's task, unless it was cancelled through here already.
+
+        A cancelled turn goes on to store its ending; a second cancel (Stop pressed twice,
+        a shutdown during a Stop) would interrupt that, and the answer would end as
+        interrupted instead of stopped.
+        """
+        if task not in self._cancelled and not task.done():
+            self._cancelled.add(task)
+            task.cancel()
+
     def count_here(self) -> int:
         """How many turns are running in this process."""
         return len(self._tasks)
@@ -85,7 +98,7 @@ class InflightTurns:
         """
         running = [task for task in self._tasks.values() if not task.done()]
         for task in running:
-            task.cancel()
+            self.cancel_once(task)
         if running:
             await asyncio.wait(running, timeout=timeout)
 
@@ -115,7 +128,7 @@ class InflightTurns:
         """
         task = self._tasks.get(key)
         if task is not None and not task.done():
-            task.cancel()
+            self.cancel_once(task)
             return True
         if self._redis is None:
             return False
@@ -207,8 +220,8 @@ class InflightTurns:
     def _cancel_local(self, raw: bytes | str) -> None:
         key = raw.decode() if isinstance(raw, bytes) else raw
         task = self._tasks.get(key)
-        if task is not None and not task.done():
-            task.cancel()
+        if task is not None:
+            self.cancel_once(task)
 
 
 turns = InflightTurns()

@@ -819,7 +819,8 @@ class ChatState(AuthState):
         _attached[conversation_id] = client_token
         recorder = TurnRecorder(answer.id, run_id, prefix)
         _recorders[answer.id] = recorder
-        recorder.start_saving(on_lost=task.cancel)  # a lost answer is no longer this run's
+        # A lost answer is no longer this run's: stop reading it.
+        recorder.start_saving(on_lost=lambda: turns.cancel_once(task))
         outcome = Outcome()
         # A send's new answer follows the question the tab appended: its ending can be
         # shown without reading the conversation again.

@@ -588,6 +588,29 @@ async def test_stop_closes_the_upstream_stream_and_keeps_the_partial(tab: Tab, g
         await asyncio.sleep(0.02)  # polling the gateway, bounded by the deadline
 
 
+async def test_stop_pressed_twice_still_ends_the_answer_as_stopped(tab: Tab, gateway) -> None:
+    """The second Stop arrives while the turn stores the first one's ending: the turn is
+    not interrupted again, and the answer is kept as stopped."""
+    from behest_chat.conversations import store
+
+    gateway.set_fault(token_delay_ms=50, count=1)
+    future = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "long: 400"})
+    )
+
+    async def streaming() -> bool:
+        return any(page_texts(tab.recorder.events()).values())
+
+    await _until(streaming)
+    stops = [await tab.processor.enqueue(tab.token, tab.event("stop")) for _ in range(2)]
+    await asyncio.wait_for(asyncio.gather(*(stop.wait_all() for stop in stops)), 10)
+    await asyncio.wait_for(future.wait_all(), 10)
+    reply = shown_rows(await tab.state())[-1]
+    assert reply["status"] == "stopped" and reply["content"]
+    stored = store.message_for_user(accounts.find_user("alice").user_id, int(reply["id"]))
+    assert stored is not None and stored.status == "stopped"
+
+
 def _keys(delta: dict[str, Any]) -> list[str]:
     return [k for substate in delta.values() for k in substate]
 

@@ -45,3 +45,29 @@ async def test_a_turn_that_does_not_end_delays_shutdown_only_until_the_timeout()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def test_a_turn_is_cancelled_once_however_often_it_is_stopped() -> None:
+    turns, ended = InflightTurns(), []
+    started, storing, stored = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def turn() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            asyncio.current_task().uncancel()
+            storing.set()
+            await stored.wait()  # storing its ending when the second Stop comes
+            ended.append("stopped")
+
+    task = asyncio.create_task(turn())
+    turns.register("c1", task)
+    await started.wait()
+    assert await turns.cancel("c1")
+    await storing.wait()
+    assert await turns.cancel("c1")  # pressed again: the turn is already ending
+    await turns.end_all_here(timeout=0.05)  # and a shutdown meanwhile
+    stored.set()
+    await asyncio.wait_for(task, 5)
+    assert ended == ["stopped"] and not task.cancelled()
