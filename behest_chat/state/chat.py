@@ -835,8 +835,11 @@ class ChatState(AuthState):
                 yield rx.redirect(conversation_path(conversation_id))
             async for update in self._stream(turn, history, recorder, outcome, opening):
                 yield update
-        except asyncio.CancelledError:
-            task.uncancel()
+        except (asyncio.CancelledError, GeneratorExit) as exc:
+            # Cancelled in the turn's own code; or while Reflex was sending one of its
+            # updates, and the turn is then closed at that update (GeneratorExit).
+            if isinstance(exc, asyncio.CancelledError):
+                task.uncancel()
             recorder.stop_saving()  # the turn is ending: no second cancel
             stopped = not recorder.lost and await asyncio.to_thread(store.stop_requested, answer.id)
             # Not the user's Stop: the server is shutting down, or another process took over.
