@@ -19,7 +19,7 @@ import contextlib
 import logging
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,6 +50,9 @@ class InflightTurns:
         self._write_order = asyncio.Lock()
         self._listening = asyncio.Event()
         self._cancelled: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        # Turns whose update Reflex is sending, and those of them a cancel waits for.
+        self._sending: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self._deferred: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
     def register(self, key: str, task: asyncio.Task[Any]) -> None:
         """Record `task` as the turn running under `key`."""
@@ -81,9 +84,30 @@ class InflightTurns:
         a shutdown during a Stop) would interrupt that, and the answer would end as
         interrupted instead of stopped.
         """
-        if task not in self._cancelled and not task.done():
-            self._cancelled.add(task)
+        if task in self._cancelled or task.done():
+            return
+        self._cancelled.add(task)
+        if task in self._sending:
+            self._deferred.add(task)
+        else:
             task.cancel()
+
+    @contextlib.contextmanager
+    def sending(self, task: asyncio.Task[Any]) -> Iterator[None]:
+        """Around a turn's ``yield``: Reflex then sends the update, outside the turn's code.
+
+        A cancel meanwhile waits until the turn has its hands back. Landing in Reflex, it
+        would leave the turn to be closed at that ``yield`` only when it is collected,
+        seconds later, and the page would learn of the Stop only then.
+        """
+        self._sending.add(task)
+        try:
+            yield
+        finally:
+            self._sending.discard(task)
+            if task in self._deferred:
+                self._deferred.discard(task)
+                task.cancel()
 
     def count_here(self) -> int:
         """How many turns are running in this process."""

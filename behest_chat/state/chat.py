@@ -829,15 +829,18 @@ class ChatState(AuthState):
             follows = start.question.row["id"]
         try:
             if prefix:  # Continue: the page shows the kept text first
-                yield live_draft.put(answer.id, 0, prefix)
+                with turns.sending(task):
+                    yield live_draft.put(answer.id, 0, prefix)
             if created:
                 # The address becomes the conversation's, so a reload finds it again.
-                yield rx.redirect(conversation_path(conversation_id))
+                with turns.sending(task):
+                    yield rx.redirect(conversation_path(conversation_id))
             async for update in self._stream(turn, history, recorder, outcome, opening):
-                yield update
+                with turns.sending(task):
+                    yield update
         except (asyncio.CancelledError, GeneratorExit) as exc:
-            # Cancelled in the turn's own code; or while Reflex was sending one of its
-            # updates, and the turn is then closed at that update (GeneratorExit).
+            # Cancelled (a Stop waits while Reflex sends an update: turns.sending); or
+            # closed at an update whose sending Reflex itself gave up (GeneratorExit).
             if isinstance(exc, asyncio.CancelledError):
                 task.uncancel()
             recorder.stop_saving()  # the turn is ending: no second cancel
