@@ -27,8 +27,9 @@ Reported per level:
 p50/p95 time to first token through the app; p95 of the same number of streams, in the
 same pattern, read from the gateway directly (``BehestClient``, same machine, right
 after); added p95 (app p95 minus that direct p95); app p95 minus the idle direct p50
-("vs idle"); errors (a reply not filed as done within 60 s); mean CPU cores used by the
-app's processes (gateway included) and by the client while the streams ran; wall time.
+("vs idle"); errors (a reply not filed as done within 60 s); mean CPU cores used while
+the streams ran by the app's processes, by the gateway, by PostgreSQL (every process of
+the server: run nothing else on it) and by the client; wall time.
 The client runs on the same machine and takes CPU too. Target: 200 streams on 2 cores
 with no errors and p95 added latency < 250 ms, judged on the larger of "added p95" and
 "vs idle". ``--configs`` runs only some configurations. Prints figures; asserts nothing.
@@ -69,19 +70,47 @@ SUSTAINED_ROUNDS = 4
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """User + system CPU seconds of every live process in the process group ``pgid``."""
-    total = 0
+def _processes() -> Iterator[tuple[list[str], str, str]]:
+    """``/proc/<pid>/stat`` fields after the process name, the name and the command line
+    of each live process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
+        name = stat.split(" (", 1)[1].rsplit(")", 1)[0]
+        yield stat.rsplit(")", 1)[1].split(), name, command
+
+
+def _cpu(fields: list[str]) -> int:
+    return int(fields[11]) + int(fields[12])  # utime, stime, in clock ticks
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of every live process in the process group ``pgid``."""
+    seconds = split_cpu_seconds(pgid)
+    return seconds["app"] + seconds["gateway"]
+
+
+def split_cpu_seconds(pgid: int) -> dict[str, float]:
+    """CPU seconds so far of the app's processes in group ``pgid`` ("app"), of the gateway
+    process among them ("gateway") and of every PostgreSQL process ("postgres")."""
+    ticks = {"app": 0, "gateway": 0, "postgres": 0}
+    for fields, name, command in _processes():
         if int(fields[2]) == pgid:  # field 5 of stat: the process group
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _CLOCK_TICKS
+            ticks["gateway" if "behest_chat.gateway" in command else "app"] += _cpu(fields)
+        elif name == "postgres":  # the server and its backends
+            ticks["postgres"] += _cpu(fields)
+    return {name: count / _CLOCK_TICKS for name, count in ticks.items()}
+
+
+def cores_since(before: dict[str, float], pgid: int, wall: float) -> dict[str, float]:
+    """Mean cores used by the app, the gateway and PostgreSQL since ``before``."""
+    now = split_cpu_seconds(pgid)
+    return {f"{name}_cores": (now[name] - before[name]) / wall for name in now}
 
 
 @contextlib.contextmanager
@@ -184,8 +213,8 @@ async def direct_sustained(
     return percentile(firsts, 95)
 
 
-async def run_level(tabs: list[ReflexSocket], tokens: int, pgid: int) -> dict[str, float]:
-    cpu_before, wall_before = group_cpu_seconds(pgid), time.monotonic()
+async def run_level(tabs: list[ReflexSocket], tokens: int, pgid: int) -> dict[str, Any]:
+    cpu_before, wall_before = split_cpu_seconds(pgid), time.monotonic()
     client_before = time.process_time()
     results = await asyncio.gather(
         # Each user's turns go on in one conversation, as a person chatting would.
@@ -194,7 +223,7 @@ async def run_level(tabs: list[ReflexSocket], tokens: int, pgid: int) -> dict[st
         return_exceptions=True,
     )
     wall = time.monotonic() - wall_before
-    cpu = group_cpu_seconds(pgid) - cpu_before
+    cores = cores_since(cpu_before, pgid, wall)
     client_cpu = time.process_time() - client_before
     good = [r for r in results if not isinstance(r, BaseException) and r.status == "done"]
     reasons = collections.Counter(
@@ -205,7 +234,7 @@ async def run_level(tabs: list[ReflexSocket], tokens: int, pgid: int) -> dict[st
         "p50": percentile(firsts, 50) if firsts else float("nan"),
         "p95": percentile(firsts, 95) if firsts else float("nan"),
         "errors": len(results) - len(good),
-        "cores": cpu / wall,
+        **cores,
         "client": client_cpu / wall,
         "wall": wall,
         "why": reasons,
@@ -221,9 +250,9 @@ def _reason(turn: Any) -> str:
 
 async def sustained_level(
     tabs: list[ReflexSocket], tokens: int, pgid: int, idle_reply_s: float
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Keep about ``len(tabs)`` replies streaming; time the replies after each user's first."""
-    cpu_before, wall_before = group_cpu_seconds(pgid), time.monotonic()
+    cpu_before, wall_before = split_cpu_seconds(pgid), time.monotonic()
     client_before = time.process_time()
     firsts: list[float] = []
     lengths: list[float] = []
@@ -254,7 +283,7 @@ async def sustained_level(
         "p50": percentile(firsts, 50) if firsts else float("nan"),
         "p95": percentile(firsts, 95) if firsts else float("nan"),
         "errors": errors,
-        "cores": (group_cpu_seconds(pgid) - cpu_before) / wall,
+        **cores_since(cpu_before, pgid, wall),
         "client": (time.process_time() - client_before) / wall,
         "wall": wall,
         "stretch": statistics.mean(lengths) / idle_reply_s if lengths else float("nan"),
@@ -348,14 +377,15 @@ def main() -> None:
           f"({os.cpu_count()} cores; client on the same machine)")
     print(f"  {'configuration':<32}{'pattern':>10}{'streams':>8}{'p50 ms':>8}{'p95 ms':>8}"
           f"{'direct p95':>11}{'added p95':>10}{'vs idle':>9}{'errors':>7}{'stretch':>8}"
-          f"{'app cores':>10}{'client':>8}{'wall s':>8}")
+          f"{'app cores':>10}{'gateway':>8}{'PG':>6}{'client':>8}{'wall s':>8}")
     for name, by_pattern in runs.items():
         for pattern, figures in by_pattern.items():
             for level, f in figures.items():
                 print(f"  {name:<32}{pattern:>10}{level:>8}{f['p50']:>8.0f}{f['p95']:>8.0f}"
                       f"{f['direct95']:>11.0f}{f['added']:>10.0f}{f['idle_added']:>9.0f}"
                       f"{f['errors']:>7}{f.get('stretch', float('nan')):>8.2f}"
-                      f"{f['cores']:>10.2f}{f['client']:>8.2f}{f['wall']:>8.1f}")
+                      f"{f['app_cores']:>10.2f}{f['gateway_cores']:>8.2f}"
+                      f"{f['postgres_cores']:>6.2f}{f['client']:>8.2f}{f['wall']:>8.1f}")
     for name, by_pattern in runs.items():
         for pattern, figures in by_pattern.items():
             for level, f in figures.items():

@@ -29,28 +29,13 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from concurrency_bench import app_pgid, group_cpu_seconds, scale_out_app
+from concurrency_bench import app_pgid, group_cpu_seconds, scale_out_app, split_cpu_seconds
 from relay_bench import ROOT, ReflexSocket, chat_turn, register_user, running_app
 
 from behest_chat.behest import BehestClient
 
 PROMPT = "echo: hello there"
 WARM_UP = 5
-
-
-def postgres_cpu_seconds() -> float:
-    """User + system CPU seconds of the live PostgreSQL processes (server and backends)."""
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if stat.split(" (", 1)[1].startswith("postgres)"):
-                fields = stat.rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 async def through_app(
@@ -60,11 +45,12 @@ async def through_app(
     starting a new conversation every ``per_conversation`` turns."""
     for n in range(WARM_UP):
         await chat_turn(tab, PROMPT, 30, new_conversation=n % per_conversation == 0)
-    cpu, pg, wall = group_cpu_seconds(pgid), postgres_cpu_seconds(), time.monotonic()
+    cpu, wall = group_cpu_seconds(pgid), time.monotonic()
+    pg = split_cpu_seconds(pgid)["postgres"]
     for n in range(turns):
         await chat_turn(tab, PROMPT, 30, new_conversation=n % per_conversation == 0)
     return ((group_cpu_seconds(pgid) - cpu) / turns * 1000,
-            (postgres_cpu_seconds() - pg) / turns * 1000,
+            (split_cpu_seconds(pgid)["postgres"] - pg) / turns * 1000,
             (time.monotonic() - wall) / turns * 1000)
 
 
