@@ -129,7 +129,9 @@ _RECENT_ROWS = 8
 
 # With this many answers streaming in this process, each one's socket is read once per
 # flush interval instead of once per token (ChatStream.read_pause): the page gets pieces no
-# more often than that anyway, and a token then costs about half the CPU.
+# more often than that anyway, and a token then costs about half the CPU. Only after the
+# first piece: the stream's first event carries no text, and holding the read behind it
+# would hold the first token back by a whole interval.
 _BATCHED_READS_FROM = 16
 
 # A browser-direct turn whose page never reports back (tab closed) ends as interrupted then.
@@ -1050,8 +1052,7 @@ class ChatState(AuthState):
                 await self._count_down(turn.conversation_id, max(1, exc.retry_after or 1))
         outcome.sent = True
         outcome.trace_id = stream.trace_id or ""
-        if turns.count_here() >= _BATCHED_READS_FROM:
-            stream.read_pause = flush_seconds
+        batched = turns.count_here() >= _BATCHED_READS_FROM
         # "Waiting for the model…" only if the first piece is slow to come: a fast model's
         # text makes that update needless (the text replaces the phase on the page).
         waiting = asyncio.create_task(
@@ -1078,6 +1079,8 @@ class ChatState(AuthState):
                         last_push = now
                         yield live_draft.put(recorder.message_id, shown, recorder.text[shown:])
                         shown = len(recorder.text)
+                        if batched:
+                            stream.read_pause = flush_seconds
         finally:
             waiting.cancel()
         outcome.end("done", "")

@@ -66,9 +66,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.updates: list[Any] = []
+        self.times: list[float] = []  # time.monotonic() of each update
 
     async def emit_update(self, update: Any, token: str) -> None:
         self.updates.append(update)
+        self.times.append(time.monotonic())
 
     def deltas(self) -> list[dict[str, Any]]:
         return [u.delta for u in self.updates if getattr(u, "delta", None)]
@@ -229,6 +231,33 @@ async def test_with_many_answers_streaming_a_reply_read_in_batches_arrives_whole
     assert first["content"] == second["content"] and len(first["content"].split()) >= 80
     shown = page_texts(tab.recorder.events())[int(second["id"])]
     assert len(shown) > len(second["content"]) // 2 and second["content"].startswith(shown)
+
+
+async def test_with_many_answers_streaming_the_first_piece_is_not_held_for_a_batch(
+    tab: Tab, gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads are held one flush interval each to gather tokens, but only after the first
+    piece: the stream opens with an event that has no text, and holding the read behind it
+    would hold the first token back by a whole interval."""
+    from behest_chat.state import chat
+
+    monkeypatch.setattr(chat, "_BATCHED_READS_FROM", 1)  # this turn alone counts as many
+    monkeypatch.setenv("APP_STREAM_FLUSH_MS", "1000")
+    get_settings.cache_clear()
+    gateway.set_fault(token_delay_ms=100, count=1)  # the first token 100 ms after the headers
+    seen = len(tab.recorder.updates)
+    sent_at = time.monotonic()
+    await tab.run("send", form_data={"prompt": "long: 5"})
+    first_piece_at = next(
+        at
+        for update, at in zip(tab.recorder.updates[seen:], tab.recorder.times[seen:], strict=True)
+        for event in getattr(update, "events", None) or []
+        if pieces([event]) and pieces([event])[0][2]
+    )
+    # Held, the first piece would come a whole second (the interval) after the headers.
+    assert first_piece_at - sent_at < 0.7
+    reply = shown_rows(await tab.state())[1]
+    assert reply["status"] == "done" and reply["content"]
 
 
 async def test_a_turn_in_the_newest_conversation_does_not_resend_the_sidebar(
