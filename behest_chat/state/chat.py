@@ -50,7 +50,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -86,6 +86,7 @@ from behest_chat.state.turn_store import (
     Outcome,
     PageRead,
     SendCheck,
+    SendStart,
     Turn,
     TurnEndRows,
     TurnStart,
@@ -563,9 +564,31 @@ class ChatState(AuthState):
             yield rx.set_value("prompt", text)
             return
         quota_tier = self._quota_tier if self._quota_until > time.time() else None
-        user, check = await asyncio.to_thread(
-            _resolve_and_check, secret, conversation_id, text, quota_tier
-        )
+        # One trip to a database thread checks and stores the question; the request goes out
+        # from the event loop as soon as the checks pass, while the thread stores it.
+        loop = asyncio.get_running_loop()
+        opened: list[asyncio.Task[ChatStream]] = []
+        abandoned = False
+
+        def send_request(user: SessionUser, check: SendCheck) -> None:
+            def start() -> None:
+                if not abandoned:
+                    opened.append(
+                        asyncio.create_task(_open_stream(user, check.session_id, check.history))
+                    )
+
+            # Runs before this task resumes: both go through the loop's queue in order.
+            loop.call_soon_threadsafe(start)
+
+        try:
+            user, check, sent = await asyncio.to_thread(
+                _check_and_store, secret, conversation_id, text, quota_tier, send_request
+            )
+        except BaseException:
+            abandoned = True  # a request not started yet never starts
+            await _discard(opened[0] if opened else None)
+            raise
+        opening = opened[0] if opened else None
         if user is None:
             yield rx.redirect(routes.LOGIN)
             return
@@ -581,18 +604,7 @@ class ChatState(AuthState):
             if kind != "missing":
                 yield rx.set_value("prompt", text)
             return
-        # The request goes out now; the question and its answer are stored while the
-        # gateway prepares the first token.
-        opening = (
-            asyncio.create_task(_open_stream(user, check.session_id, check.history))
-            if check.transport == "relay"
-            else None
-        )
-        try:
-            sent = await asyncio.to_thread(store_send, user, check, text, _new_run_id())
-        except BaseException:
-            await _discard(opening)
-            raise
+        assert sent is not None
         if sent.turn is None or sent.start is None:
             await _discard(opening)
             async with self:
@@ -1364,6 +1376,24 @@ def _resolve_and_check(
         if user is None or user.tier == quota_tier:
             return user, None
         return user, check_send(user, conversation_id, text, db=db)
+
+
+def _check_and_store(
+    secret: str,
+    conversation_id: str,
+    text: str,
+    quota_tier: int | None,
+    send_request: Callable[[SessionUser, SendCheck], None],
+) -> tuple[SessionUser | None, SendCheck | None, SendStart | None]:
+    """A send's database work in one trip to a thread (blocking): the signed-in user, the
+    checks and, if they pass, the stored question and answer. ``send_request`` is called
+    between the two for a relayed turn, so its request is out while the rows are stored."""
+    user, check = _resolve_and_check(secret, conversation_id, text, quota_tier)
+    if user is None or check is None or check.refusal is not None:
+        return user, check, None
+    if check.transport == "relay":
+        send_request(user, check)
+    return user, check, store_send(user, check, text, _new_run_id())
 
 
 async def _open_stream(

@@ -504,6 +504,64 @@ async def test_a_reload_between_a_sends_store_and_its_start_shows_the_question_o
     assert state.last_row_id == shown_rows(state)[-1]["id"]
 
 
+async def test_a_sends_request_goes_out_while_its_question_is_stored(
+    tab: Tab, gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from behest_chat.state import chat as chat_module
+
+    held, release = threading.Event(), threading.Event()
+    store_send = chat_module.store_send
+
+    def held_store_send(*args: Any) -> Any:
+        held.set()
+        release.wait(10)
+        return store_send(*args)
+
+    monkeypatch.setattr(chat_module, "store_send", held_store_send)
+    before = gateway.stats()["chat_requests"]
+    sending = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "echo: while stored"})
+    )
+    try:
+        assert await asyncio.to_thread(held.wait, 10)
+        await asyncio.to_thread(gateway.wait_for_stats, lambda s: s["chat_requests"] > before, 5)
+    finally:
+        release.set()
+    await asyncio.wait_for(sending.wait_all(), 20)
+    question, answer = shown_rows(await tab.state())
+    assert question["content"] == "echo: while stored"
+    assert (answer["status"], answer["content"]) == ("done", "while stored")
+
+
+async def test_a_send_whose_question_cannot_be_stored_closes_the_request_it_sent(
+    tab: Tab, gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from behest_chat.state import chat as chat_module
+
+    before = gateway.stats()
+    gateway.set_fault(token_delay_ms=100, count=1)  # still streaming when the store fails
+
+    def failing_store_send(*args: Any) -> Any:
+        gateway.wait_for_stats(lambda s: s["chat_requests"] > before["chat_requests"], 5)
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(chat_module, "store_send", failing_store_send)
+    sending = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "long: 50"})
+    )
+    with pytest.raises(RuntimeError, match="the database went away"):
+        await asyncio.wait_for(sending.wait_all(), 20)
+    after = await asyncio.to_thread(
+        gateway.wait_for_stats,
+        lambda s: s["streams_open"] == 0 and s["client_disconnects"] > before["client_disconnects"],
+        5,
+    )
+    assert after["streams_completed"] == before["streams_completed"]
+    assert shown_rows(await tab.state()) == []
+
+
 @pytest.mark.parametrize(
     "fault",
     [None, {"cut_after": 3}, {"status": 402, "code": "quota_exceeded"}],
