@@ -27,7 +27,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from behest_chat.accounts.models import utcnow
 from behest_chat.conversations.models import Conversation, Message, TokenUsage
-from behest_chat.db import joined, session_scope
+from behest_chat.db import PLAN_EVERY_TIME, joined, session_scope
 
 __all__ = [
     "DEFAULT_PAGE",
@@ -921,7 +921,8 @@ def _ancestors_query(limited: bool) -> Any:
     """The recursive query behind :func:`_ancestors`, built once: building it costs more
     than running it, and every page load and turn start runs it."""
     chain = _ancestor_chain(limited)
-    return select(Message).join(chain, col(Message.id) == chain.c.id).order_by(chain.c.n.desc())
+    query = select(Message).join(chain, col(Message.id) == chain.c.id)
+    return query.order_by(chain.c.n.desc()).execution_options(**{PLAN_EVERY_TIME: True})
 
 
 def _ancestor_chain(limited: bool) -> Any:
@@ -950,6 +951,7 @@ def _history_query() -> Any:
         sa.select(table.c.role, table.c.content, table.c.conversation_id)
         .join(chain, table.c.id == chain.c.id)
         .order_by(chain.c.n.desc())
+        .execution_options(**{PLAN_EVERY_TIME: True})
     )
 
 
@@ -983,7 +985,7 @@ def _subtree_leaf_query() -> Any:
     )
     child = aliased(table)
     tree = tree.union_all(sa.select(child.c.id).join(tree, child.c.parent_id == tree.c.id))
-    return sa.select(sa.func.max(tree.c.id))
+    return sa.select(sa.func.max(tree.c.id)).execution_options(**{PLAN_EVERY_TIME: True})
 
 
 def _with_versions(db: Session, conversation_id: str, rows: Iterable[Message]) -> list[MessageView]:
