@@ -305,6 +305,8 @@ def ask(
     now = utcnow()
     with joined(db) as db:
         connection = db.connection()
+        if asks_in_one_statement(db, conversation_id):
+            return _ask_at_once(connection, user_id, conversation_id, text, run_id, now)
         if conversation_id:
             found = connection.execute(
                 _branch_end_query(), {"conversation_id": conversation_id, "user_id": user_id}
@@ -332,6 +334,97 @@ def ask(
             {"conversation_id": conversation_id, "leaf": answer.id, "new_title": title, "now": now},
         )
     return Asked(conversation_id, session_id, title, question, answer)
+
+
+def asks_in_one_statement(db: Session, conversation_id: str) -> bool:
+    """Whether :func:`ask` stores this question with one statement, atomic on its own (so
+    ``db`` may commit each statement by itself, as :func:`~behest_chat.db.reading_scope`
+    does): on PostgreSQL, in an existing conversation."""
+    return bool(conversation_id) and db.get_bind().dialect.name == "postgresql"
+
+
+def _ask_at_once(
+    connection: sa.Connection,
+    user_id: int,
+    conversation_id: str,
+    text: str,
+    run_id: str,
+    now: datetime,
+) -> Asked | None:
+    """:func:`ask` in an existing conversation as one PostgreSQL statement: one round trip
+    instead of six (``BEGIN``, the branch's end, two inserts, the update, ``COMMIT``)."""
+    question = _question(conversation_id, None, 0, text, now)
+    answer = _answer(conversation_id, 0, 0, run_id, now)
+    values = {"conversation_id": conversation_id, "user_id": user_id, "now": now}
+    values["new_title"] = title_from(text)
+    for name in _ASKED_COLUMNS:
+        values[f"q_{name}"] = getattr(question, name)
+        values[f"a_{name}"] = getattr(answer, name)
+    found = connection.execute(_ask_at_once_statement(), values).first()
+    if found is None:
+        return None  # not the user's conversation, or its branch's end is not in it
+    question_id, depth, answer_id, title, session_id, leaf_id = found
+    question.id, question.parent_id, question.depth = question_id, leaf_id, depth
+    answer.id, answer.parent_id, answer.depth = answer_id, question_id, depth + 1
+    return Asked(conversation_id, session_id, title, question, answer)
+
+
+# Every column of a new message but those the statement works out.
+_ASKED_COLUMNS = tuple(
+    column.name
+    for column in Message.__table__.columns  # type: ignore[attr-defined]
+    if column.name not in ("id", "conversation_id", "parent_id", "depth")
+)
+
+
+@functools.cache
+def _ask_at_once_statement() -> Any:
+    """The question after the branch's end, its answer, and the conversation's new end and
+    title, in one statement (PostgreSQL's data-modifying ``WITH``). No row: nothing stored."""
+    from sqlalchemy.dialects import postgresql
+
+    messages = Message.__table__  # type: ignore[attr-defined]
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+    def typed(prefix: str) -> str:
+        return ", ".join(
+            f"CAST(:{prefix}_{name} AS {messages.c[name].type.compile(dialect=dialect)})"
+            for name in _ASKED_COLUMNS
+        )
+
+    columns = ", ".join(_ASKED_COLUMNS)
+    return sa.text(f"""
+        WITH target AS (
+            SELECT conversation.id, conversation.leaf_id, conversation.title,
+                   conversation.title_is_custom, conversation.session_id, leaf.depth
+            FROM conversation
+            LEFT JOIN message AS leaf
+                ON leaf.id = conversation.leaf_id AND leaf.conversation_id = conversation.id
+            WHERE conversation.id = :conversation_id AND conversation.user_id = :user_id
+                AND (conversation.leaf_id IS NULL OR leaf.id IS NOT NULL)
+        ), question AS (
+            INSERT INTO message (conversation_id, parent_id, depth, {columns})
+            SELECT target.id, target.leaf_id, coalesce(target.depth + 1, 0), {typed("q")}
+            FROM target
+            RETURNING id, depth
+        ), answer AS (
+            INSERT INTO message (conversation_id, parent_id, depth, {columns})
+            SELECT target.id, question.id, question.depth + 1, {typed("a")}
+            FROM target, question
+            RETURNING id
+        ), updated AS (
+            UPDATE conversation
+            SET leaf_id = answer.id, draft = '', updated_at = :now,
+                title = CASE WHEN target.leaf_id IS NULL AND NOT target.title_is_custom
+                             THEN CAST(:new_title AS VARCHAR) ELSE target.title END
+            FROM target, answer
+            WHERE conversation.id = target.id
+            RETURNING conversation.title
+        )
+        SELECT question.id, question.depth, answer.id, updated.title, target.session_id,
+               target.leaf_id
+        FROM target, question, answer, updated
+    """)
 
 
 def start_answer(

@@ -1366,18 +1366,6 @@ def _held_direct_answer(
     return answer, conversation
 
 
-def _resolve_and_check(
-    secret: str, conversation_id: str, text: str, quota_tier: int | None
-) -> tuple[SessionUser | None, SendCheck | None]:
-    """The signed-in user and, unless their tier's quota is spent, the send's checks, read
-    in one trip to a database thread with no transaction around them (blocking)."""
-    with reading_scope() as db:
-        user = resolve(secret, db=db)
-        if user is None or user.tier == quota_tier:
-            return user, None
-        return user, check_send(user, conversation_id, text, db=db)
-
-
 def _check_and_store(
     secret: str,
     conversation_id: str,
@@ -1386,13 +1374,22 @@ def _check_and_store(
     send_request: Callable[[SessionUser, SendCheck], None],
 ) -> tuple[SessionUser | None, SendCheck | None, SendStart | None]:
     """A send's database work in one trip to a thread (blocking): the signed-in user, the
-    checks and, if they pass, the stored question and answer. ``send_request`` is called
-    between the two for a relayed turn, so its request is out while the rows are stored."""
-    user, check = _resolve_and_check(secret, conversation_id, text, quota_tier)
-    if user is None or check is None or check.refusal is not None:
-        return user, check, None
-    if check.transport == "relay":
-        send_request(user, check)
+    checks (none while their tier's quota is spent) and, if they pass, the stored question
+    and answer. ``send_request`` is called between the two for a relayed turn, so its
+    request is out while the rows are stored. The checks only read: on PostgreSQL no
+    transaction surrounds them (:func:`~behest_chat.db.reading_scope`)."""
+    with reading_scope() as db:
+        user = resolve(secret, db=db)
+        if user is None or user.tier == quota_tier:
+            return user, None, None
+        check = check_send(user, conversation_id, text, db=db)
+        if check.refusal is not None:
+            return user, check, None
+        if check.transport == "relay":
+            send_request(user, check)
+        if store.asks_in_one_statement(db, check.conversation_id):
+            # On the checks' connection: no second checkout, no BEGIN/COMMIT.
+            return user, check, store_send(user, check, text, _new_run_id(), db=db)
     return user, check, store_send(user, check, text, _new_run_id())
 
 

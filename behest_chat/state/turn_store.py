@@ -190,13 +190,17 @@ def check_send(
         )
 
 
-def store_send(user: SessionUser, check: SendCheck, text: str, run_id: str) -> SendStart:
+def store_send(
+    user: SessionUser, check: SendCheck, text: str, run_id: str, *, db: Session | None = None
+) -> SendStart:
     """Store a checked question with its ``streaming`` answer, in one transaction (blocking).
 
     A new conversation gets the session id the check chose (its request may be out already).
+    ``db``: in the caller's session, which may commit each statement on its own only where
+    :func:`~behest_chat.conversations.store.asks_in_one_statement`.
     """
     asked = store.ask(
-        user.user_id, check.conversation_id, text, run_id, session_id=check.session_id
+        user.user_id, check.conversation_id, text, run_id, session_id=check.session_id, db=db
     )
     if asked is None:  # deleted since the check
         return SendStart()
