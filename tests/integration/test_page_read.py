@@ -19,23 +19,14 @@ from behest_chat.settings import get_settings
 from behest_chat.state.turn_store import read_page
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+@pytest.fixture(autouse=True)
+def settings_with_a_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The allowance reads the budgets from the settings, which need a key.
     monkeypatch.setenv("BEHEST_KEY", "behest_sk_live_0123456789abcdef0123456789abcdef")
     monkeypatch.setenv("APP_ENV_FILE", "/nonexistent/.env")
     get_settings.cache_clear()
-    request.addfinalizer(get_settings.cache_clear)
-    if request.param == "sqlite":
-        yield request.getfixturevalue("app_db").url
-        return
-    url = request.getfixturevalue("pg_database").url
-    monkeypatch.setenv("DATABASE_URL", url)
-    db.reset()
-    try:
-        yield url
-    finally:
-        db.reset()
+    yield
+    get_settings.cache_clear()
 
 
 def test_a_page_load_marks_a_dead_turns_answer_interrupted_and_stores_it(database: str) -> None:

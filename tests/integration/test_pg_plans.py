@@ -8,9 +8,6 @@ database growing under load, reading a branch's history went from 0.2 ms to 9 ms
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from sqlalchemy import text
 
 from behest_chat import db
@@ -20,22 +17,14 @@ from behest_chat.conversations import store
 RUNS = 8  # more than psycopg's prepare threshold (5)
 
 
-@pytest.fixture
-def pg_url(pg_database, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("DATABASE_URL", pg_database.url)
-    db.reset()
-    try:
-        yield pg_database.url
-    finally:
-        db.reset()
-
-
 def _prepared(session) -> list[str]:
     rows = session.execute(text("SELECT statement FROM pg_prepared_statements")).scalars()
     return list(rows)
 
 
-def test_branch_reads_are_never_prepared_while_other_statements_are(pg_url: str) -> None:
+def test_branch_reads_are_never_prepared_while_other_statements_are(
+    pg_app_database: str,
+) -> None:
     user = accounts.register("kim", "Kim", "correct horse battery")
     chat = store.create_conversation(user.user_id)
     question = store.add_user_message(user.user_id, chat.id, "q", None)

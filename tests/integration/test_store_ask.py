@@ -3,9 +3,6 @@ question in an existing conversation is one statement of its own (no transaction
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from sqlalchemy import event, text
 
 from behest_chat import db
@@ -17,20 +14,6 @@ from behest_chat.conversations.models import Message
 FIELDS = ("conversation_id", "parent_id", "depth", "role", "content", "status", "run_id",
           "error_kind", "error", "prompt_tokens", "completion_tokens", "usage_estimated",
           "stop_requested")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield request.getfixturevalue("app_db").url
-        return
-    url = request.getfixturevalue("pg_database").url
-    monkeypatch.setenv("DATABASE_URL", url)
-    db.reset()
-    try:
-        yield url
-    finally:
-        db.reset()
 
 
 def _stored(message_id: int) -> Message:
