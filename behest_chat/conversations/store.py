@@ -294,7 +294,8 @@ def ask(
     """Store a question after the branch's last message and its ``streaming`` answer.
 
     What :func:`add_user_message` then :func:`start_answer` do, in four statements (one
-    read, two inserts, one update) without the ORM's unit of work: every send runs it.
+    read, two inserts, one update) without the ORM's unit of work: every send runs it. On
+    PostgreSQL, in an existing conversation, it is one statement (:func:`_ask_at_once`).
     ``conversation_id`` ``""`` starts a new conversation (with ``session_id``, if given).
 
     Returns:
