@@ -530,11 +530,17 @@ class ChatState(AuthState):
 
     @rx.event
     async def stop(self):
-        """Stop this conversation's answer; the upstream request is closed at once."""
-        user = self._current_user()
-        if user is None or not self.conversation_id:
+        """Stop this conversation's answer; the upstream request is closed at once.
+
+        The stop is marked in a database thread: the event loop serves other tabs meanwhile.
+        """
+        if not self.conversation_id:
             return None
-        if store.request_stop(user.user_id, self.conversation_id) is None:
+        user, marked = await asyncio.to_thread(
+            _mark_stop, self._session_secret(), self.conversation_id
+        )
+        self._show_user(user)
+        if marked is None:
             return None
         if self.direct and self._direct_conversation_id == self.conversation_id:
             # The page aborts its fetch and reports the partial answer as "stopped".
@@ -1364,6 +1370,14 @@ def _held_direct_answer(
     ):
         return None
     return answer, conversation
+
+
+def _mark_stop(secret: str, conversation_id: str) -> tuple[SessionUser | None, int | None]:
+    """The signed-in user and the id of the answer their Stop marked, if any (blocking)."""
+    user = resolve(secret) if secret else None
+    if user is None:
+        return None, None
+    return user, store.request_stop(user.user_id, conversation_id)
 
 
 def _check_and_store(

@@ -464,6 +464,50 @@ async def test_a_page_load_reading_the_database_holds_up_no_other_tab(
     assert (await tab.state()).signed_in
 
 
+async def test_a_stop_waiting_on_the_database_holds_up_no_other_tab(
+    tab: Tab, gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stop marks the answer in a database thread: while it waits on the database, the
+    event loop serves other tabs (a whole turn of another user), and the answer still ends
+    as stopped."""
+    import threading
+
+    from behest_chat.conversations import store
+
+    bob = accounts.register("bob", "Bob", "correct horse battery")
+    other = Tab(tab.processor, tab.manager, tab.recorder, f"{SESSION_COOKIE}={create_session(bob)}")
+    await other.open()
+    gateway.set_fault(token_delay_ms=50, count=1)
+    sending = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "long: 400"})
+    )
+
+    async def streaming() -> bool:
+        return any(page_texts(tab.recorder.events()).values())
+
+    await _until(streaming)
+    marking, release = threading.Event(), threading.Event()
+    request_stop = store.request_stop
+
+    def slow_request_stop(*args: Any) -> Any:
+        marking.set()
+        release.wait(10)
+        return request_stop(*args)
+
+    monkeypatch.setattr(store, "request_stop", slow_request_stop)
+    stopping = await tab.processor.enqueue(tab.token, tab.event("stop"))
+    try:
+        assert await asyncio.to_thread(marking.wait, 10)
+        await other.run("send", form_data={"prompt": "echo: meanwhile"})
+        assert shown_rows(await other.state())[-1]["content"] == "meanwhile"
+        assert not stopping.done()
+    finally:
+        release.set()
+    await asyncio.wait_for(stopping.wait_all(), 10)
+    await asyncio.wait_for(sending.wait_all(), 10)
+    assert shown_rows(await tab.state())[-1]["status"] == "stopped"
+
+
 async def test_a_reload_between_a_sends_store_and_its_start_shows_the_question_once(
     tab: Tab, gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
