@@ -186,6 +186,29 @@ async def anonymous_tab(app_env) -> AsyncIterator[Tab]:
         yield opened
 
 
+async def _long_answer_streaming(tab: Tab, gateway) -> Any:
+    """Send a long question (50 ms a token) and wait until its answer shows text; returns
+    the send's event future."""
+    gateway.set_fault(token_delay_ms=50, count=1)
+    sending = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "long: 400"})
+    )
+
+    async def streaming() -> bool:
+        return any(page_texts(tab.recorder.events()).values())
+
+    await _until(streaming)
+    return sending
+
+
+async def _bobs_tab(tab: Tab) -> Tab:
+    """Another user's signed-in tab, on the same processor as ``tab``."""
+    bob = accounts.register("bob", "Bob", "correct horse battery")
+    other = Tab(tab.processor, tab.manager, tab.recorder, f"{SESSION_COOKIE}={create_session(bob)}")
+    await other.open()
+    return other
+
+
 async def _until(predicate, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not await predicate():
@@ -440,9 +463,7 @@ async def test_a_page_load_reading_the_database_holds_up_no_other_tab(
 
     from behest_chat.state import chat as chat_module
 
-    bob = accounts.register("bob", "Bob", "correct horse battery")
-    other = Tab(tab.processor, tab.manager, tab.recorder, f"{SESSION_COOKIE}={create_session(bob)}")
-    await other.open()
+    other = await _bobs_tab(tab)
     alices_secret = tab.cookie.split("=", 1)[1]
     reading, release = threading.Event(), threading.Event()
     read_page = chat_module.read_page
@@ -474,18 +495,8 @@ async def test_a_stop_waiting_on_the_database_holds_up_no_other_tab(
 
     from behest_chat.conversations import store
 
-    bob = accounts.register("bob", "Bob", "correct horse battery")
-    other = Tab(tab.processor, tab.manager, tab.recorder, f"{SESSION_COOKIE}={create_session(bob)}")
-    await other.open()
-    gateway.set_fault(token_delay_ms=50, count=1)
-    sending = await tab.processor.enqueue(
-        tab.token, tab.event("send", form_data={"prompt": "long: 400"})
-    )
-
-    async def streaming() -> bool:
-        return any(page_texts(tab.recorder.events()).values())
-
-    await _until(streaming)
+    other = await _bobs_tab(tab)
+    sending = await _long_answer_streaming(tab, gateway)
     marking, release = threading.Event(), threading.Event()
     request_stop = store.request_stop
 
@@ -695,15 +706,7 @@ async def test_quota_error_is_explained_by_kind(tab: Tab, gateway) -> None:
 
 
 async def test_stop_closes_the_upstream_stream_and_keeps_the_partial(tab: Tab, gateway) -> None:
-    gateway.set_fault(token_delay_ms=50, count=1)
-    future = await tab.processor.enqueue(
-        tab.token, tab.event("send", form_data={"prompt": "long: 400"})
-    )
-
-    async def streaming() -> bool:
-        return any(page_texts(tab.recorder.events()).values())
-
-    await _until(streaming)
+    future = await _long_answer_streaming(tab, gateway)
     await tab.run("stop")
     await asyncio.wait_for(future.wait_all(), 10)
     reply = shown_rows(await tab.state())[-1]
@@ -724,15 +727,7 @@ async def test_stop_pressed_twice_still_ends_the_answer_as_stopped(tab: Tab, gat
     not interrupted again, and the answer is kept as stopped."""
     from behest_chat.conversations import store
 
-    gateway.set_fault(token_delay_ms=50, count=1)
-    future = await tab.processor.enqueue(
-        tab.token, tab.event("send", form_data={"prompt": "long: 400"})
-    )
-
-    async def streaming() -> bool:
-        return any(page_texts(tab.recorder.events()).values())
-
-    await _until(streaming)
+    future = await _long_answer_streaming(tab, gateway)
     stops = [await tab.processor.enqueue(tab.token, tab.event("stop")) for _ in range(2)]
     await asyncio.wait_for(asyncio.gather(*(stop.wait_all() for stop in stops)), 10)
     await asyncio.wait_for(future.wait_all(), 10)
