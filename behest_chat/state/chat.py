@@ -1027,11 +1027,7 @@ class ChatState(AuthState):
             stored = store_ending(ending, count_unowned=False)
             if stored is False:
                 return stored, None
-            try:  # what the tab shows next, read here so the event loop never waits on it
-                return stored, turn_end_rows(user, conversation_id, search)
-            except Exception:
-                logger.exception("the rows after a browser-direct turn were not read")
-                return stored, None
+            return stored, _rows_after_turn(user, conversation_id, search)
 
         stored, rows = await asyncio.to_thread(store_and_read)
         _release_direct(run_id)
@@ -1174,11 +1170,7 @@ class ChatState(AuthState):
                     return appended
             else:
                 store_ending(ending)
-            try:  # what the tab shows next, read here so the event loop never waits on it
-                return turn_end_rows(user, turn.conversation_id, search)
-            except Exception:
-                logger.exception("the rows after a chat turn were not read")
-                return None
+            return _rows_after_turn(user, turn.conversation_id, search)
 
         # As the tab last showed them (read without the lock; _show_ending checks again).
         search, shown = self.search, len(self.messages) + len(self.recent)
@@ -1370,6 +1362,18 @@ def _held_direct_answer(
     ):
         return None
     return answer, conversation
+
+
+def _rows_after_turn(
+    user: SessionUser, conversation_id: str, search: str
+) -> TurnEndRows | None:
+    """What the tab shows after a turn's ending was stored, read in the ending's database
+    thread so the event loop never waits on it; ``None`` if the read fails (blocking)."""
+    try:
+        return turn_end_rows(user, conversation_id, search)
+    except Exception:
+        logger.exception("the rows after a chat turn were not read")
+        return None
 
 
 def _mark_stop(secret: str, conversation_id: str) -> tuple[SessionUser | None, int | None]:
