@@ -48,6 +48,7 @@ __all__ = [
     "get_conversation",
     "interrupt_stale",
     "is_live",
+    "ledger_entry",
     "list_conversations",
     "message_for_user",
     "new_conversation_id",
@@ -516,37 +517,97 @@ def finish_answer(
     prompt_tokens: int = 0,
     completion_tokens: int = 0,
     usage_estimated: bool = False,
+    ledger: TokenUsage | None = None,
+    count_unowned: bool = False,
     db: Session | None = None,
 ) -> bool:
     """Close a streaming answer with its outcome; ``False`` if this run no longer owns it.
 
-    Two statements without the ORM's unit of work (every turn ends here); with ``db``, in
-    the caller's transaction.
+    ``ledger``: the request's entry for the token ledger, added with the ending, or with
+    ``count_unowned`` whatever happened to the answer (the request went out either way).
+
+    On PostgreSQL one statement, atomic on its own, so ``db`` may commit each statement by
+    itself (:func:`~behest_chat.db.reading_scope`); elsewhere up to three statements
+    without the ORM's unit of work, in ``db``'s transaction (every turn ends here).
     """
     end_answer, touch_conversation = _ending_updates()
     now = utcnow()
     with joined(db) as db:
         connection = db.connection()
-        ended = connection.execute(
-            end_answer,
-            {
-                "message_id": message_id,
-                "answer_run_id": run_id,
-                "new_status": status,
-                "new_content": content,
-                "new_error_kind": error_kind,
-                "new_error": error[:ERROR_CHARS],
-                "new_trace_id": trace_id[:TRACE_ID_CHARS],
-                "more_prompt_tokens": prompt_tokens,
-                "more_completion_tokens": completion_tokens,
-                "estimated": usage_estimated,
-                "now": now,
-            },
+        values = {
+            "message_id": message_id,
+            "answer_run_id": run_id,
+            "new_status": status,
+            "new_content": content,
+            "new_error_kind": error_kind,
+            "new_error": error[:ERROR_CHARS],
+            "new_trace_id": trace_id[:TRACE_ID_CHARS],
+            "more_prompt_tokens": prompt_tokens,
+            "more_completion_tokens": completion_tokens,
+            "estimated": usage_estimated,
+            "now": now,
+        }
+        if db.get_bind().dialect.name == "postgresql":
+            return _end_at_once(connection, values, ledger, count_unowned)
+        stored = bool(connection.execute(end_answer, values).rowcount)
+        if stored:
+            connection.execute(touch_conversation, {"message_id": message_id, "now": now})
+        if ledger is not None and (stored or count_unowned):
+            _insert(connection, TokenUsage.__table__, ledger)  # type: ignore[attr-defined]
+        return stored
+
+
+def _end_at_once(
+    connection: sa.Connection,
+    values: dict[str, Any],
+    ledger: TokenUsage | None,
+    count_unowned: bool,
+) -> bool:
+    """:func:`finish_answer` as one PostgreSQL statement: one round trip instead of up to
+    six (``BEGIN``, the ending, the conversation's time, the ledger entry, ``COMMIT``)."""
+    if ledger is not None:
+        values = {**values, "count_unowned": count_unowned}
+        values.update({f"u_{k}": v for k, v in ledger.model_dump(exclude={"id"}).items()})
+    stored = connection.execute(_end_at_once_statement(ledger is not None), values).scalar()
+    return bool(stored)
+
+
+@functools.cache
+def _end_at_once_statement(counting: bool) -> Any:
+    """The ending, the conversation's time and (``counting``) the ledger entry, in one
+    statement (PostgreSQL's data-modifying ``WITH``). Its one value: whether the ending was
+    stored."""
+    conversations = Conversation.__table__  # type: ignore[attr-defined]
+    messages = Message.__table__  # type: ignore[attr-defined]
+    usage = TokenUsage.__table__  # type: ignore[attr-defined]
+    end_answer, _ = _ending_updates()
+    ended = end_answer.returning(messages.c.conversation_id).cte("ended")
+    touched = (
+        conversations.update()
+        .where(conversations.c.id.in_(sa.select(ended.c.conversation_id)))
+        .values(updated_at=sa.bindparam("now"))
+        .returning(conversations.c.id)
+        .cte("touched")
+    )
+    statement = sa.select(sa.exists(sa.select(ended.c.conversation_id))).add_cte(touched)
+    if not counting:
+        return statement
+    columns = [column for column in usage.columns if column.name != "id"]
+    entry = sa.select(
+        *(sa.bindparam(f"u_{column.name}", type_=column.type) for column in columns)
+    ).where(
+        sa.or_(
+            sa.bindparam("count_unowned", type_=sa.Boolean),
+            sa.exists(sa.select(ended.c.conversation_id)),
         )
-        if not ended.rowcount:
-            return False
-        connection.execute(touch_conversation, {"message_id": message_id, "now": now})
-        return True
+    )
+    counted = (
+        usage.insert()
+        .from_select([column.name for column in columns], entry)
+        .returning(usage.c.id)
+        .cte("counted")
+    )
+    return statement.add_cte(counted)
 
 
 def request_stop(user_id: int, conversation_id: str) -> int | None:
@@ -764,7 +825,14 @@ def select_version(user_id: int, message_id: int, step: int) -> bool:
         return True
 
 
-def record_usage(
+def record_usage(entry: TokenUsage, *, db: Session | None = None) -> None:
+    """Add one request's tokens (:func:`ledger_entry`) to the ledger; with ``db``, in the
+    caller's transaction."""
+    with joined(db) as db:
+        _insert(db.connection(), TokenUsage.__table__, entry)  # type: ignore[attr-defined]
+
+
+def ledger_entry(
     *,
     user_id: int,
     conversation_id: str | None,
@@ -774,12 +842,10 @@ def record_usage(
     completion_tokens: int,
     estimated: bool,
     when: datetime | None = None,
-    db: Session | None = None,
-) -> None:
-    """Add one request's tokens to the ledger (UTC day of ``when``, default now); with
-    ``db``, in the caller's transaction."""
+) -> TokenUsage:
+    """One request's tokens as a ledger row (UTC day of ``when``, default now), unsaved."""
     moment = when or utcnow()
-    entry = TokenUsage(
+    return TokenUsage(
         user_id=user_id,
         conversation_id=conversation_id,
         session_id=session_id,
@@ -790,8 +856,6 @@ def record_usage(
         estimated=estimated,
         created_at=moment,
     )
-    with joined(db) as db:
-        _insert(db.connection(), TokenUsage.__table__, entry)  # type: ignore[attr-defined]
 
 
 def _question(

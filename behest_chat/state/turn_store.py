@@ -425,11 +425,11 @@ def _store_ending(
     ending: Ending, *, count_unowned: bool, read_allowance: bool
 ) -> tuple[bool | None, budgets.Allowance | None]:
     """:func:`store_ending`, and with ``read_allowance`` the user's allowance after it, read
-    in the same transaction once this run stored the ending."""
+    on the same connection once this run stored the ending."""
     turn, outcome = ending.turn, ending.outcome
-
-    def count_usage(db: Session | None = None) -> None:
-        store.record_usage(
+    entry = None
+    if ending.prompt_tokens or ending.completion_tokens:
+        entry = store.ledger_entry(
             user_id=turn.user.user_id,
             conversation_id=turn.conversation_id,
             session_id=turn.session_id,
@@ -437,13 +437,11 @@ def _store_ending(
             prompt_tokens=ending.prompt_tokens,
             completion_tokens=ending.completion_tokens,
             estimated=ending.estimated,
-            db=db,
         )
-
-    counted = bool(ending.prompt_tokens or ending.completion_tokens)
     allowance = None
     try:
-        with session_scope() as db:  # the ending and its usage in one transaction
+        # The ending and its ledger entry are stored together (finish_answer).
+        with reading_scope() as db:
             stored = store.finish_answer(
                 ending.answer_id,
                 ending.run_id,
@@ -455,18 +453,18 @@ def _store_ending(
                 prompt_tokens=ending.prompt_tokens,
                 completion_tokens=ending.completion_tokens,
                 usage_estimated=ending.estimated,
+                ledger=entry,
+                count_unowned=count_unowned,
                 db=db,
             )
-            if counted and (stored or count_unowned):
-                count_usage(db)
             if stored and read_allowance:
                 allowance = user_allowance(turn.user, turn.conversation_id, db=db)
         return stored, allowance
     except Exception:  # the heartbeat stops, so the answer shows as interrupted later
         logger.exception("the end of a chat turn was not stored")
-    if counted:  # the request went out: its tokens still count
+    if entry is not None:  # the request went out: its tokens still count
         try:
-            count_usage()
+            store.record_usage(entry)
         except Exception:
             logger.exception("the usage of a chat turn was not stored")
     return None, None

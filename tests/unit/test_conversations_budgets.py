@@ -88,7 +88,7 @@ def test_allowance_reads_the_ledger_and_the_override(app_db) -> None:
     user = accounts.register("carol", "Carol", "correct horse battery")
     chat = store.create_conversation(user.user_id)
     for day, tokens in ((NOON.replace(day=23), 500), (NOON, 300), (NOON, 200)):
-        store.record_usage(
+        store.record_usage(store.ledger_entry(
             user_id=user.user_id,
             conversation_id=chat.id,
             session_id=chat.session_id,
@@ -97,7 +97,7 @@ def test_allowance_reads_the_ledger_and_the_override(app_db) -> None:
             completion_tokens=0,
             estimated=False,
             when=day,
-        )
+        ))
     allowance = budgets.allowance_for(
         user.user_id, 1, chat.id, daily_budget=50_000, conversation_cap=None, now=NOON
     )

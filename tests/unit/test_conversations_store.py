@@ -233,7 +233,7 @@ def test_deleting_a_conversation_keeps_its_usage(alice) -> None:
     from behest_chat.conversations.budgets import allowance_for
 
     chat = store.create_conversation(alice.user_id)
-    store.record_usage(
+    store.record_usage(store.ledger_entry(
         user_id=alice.user_id,
         conversation_id=chat.id,
         session_id=chat.session_id,
@@ -241,7 +241,7 @@ def test_deleting_a_conversation_keeps_its_usage(alice) -> None:
         prompt_tokens=10,
         completion_tokens=20,
         estimated=False,
-    )
+    ))
     assert store.delete_conversation(alice.user_id, chat.id)
     assert store.get_conversation(alice.user_id, chat.id) is None
     kept = allowance_for(alice.user_id, 1, None, daily_budget=0, conversation_cap=None)
