@@ -3,12 +3,13 @@ question in an existing conversation is one statement of its own (no transaction
 
 from __future__ import annotations
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from behest_chat import db
 from behest_chat.accounts import service as accounts
 from behest_chat.conversations import store
 from behest_chat.conversations.models import Message
+from tests.fixtures.services import statements_sent
 
 # What a stored row must equal in the returned objects (ids and times are compared apart).
 FIELDS = ("conversation_id", "parent_id", "depth", "role", "content", "status", "run_id",
@@ -87,18 +88,8 @@ def test_on_postgresql_a_question_in_a_conversation_is_one_statement(database: s
     user = accounts.register("kim", "Kim", "correct horse battery")
     first = store.ask(user.user_id, "", "first", "run-1")
     assert first is not None
-    statements: list[str] = []
-    engine = db.get_engine()
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        with db.reading_scope() as session:
-            assert store.ask(user.user_id, first.conversation_id, "second", "run-2", db=session)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    with statements_sent() as statements, db.reading_scope() as session:
+        assert store.ask(user.user_id, first.conversation_id, "second", "run-2", db=session)
     if database.startswith("sqlite"):
         assert len(statements) == 4  # the branch's end, two inserts, the update
     else:

@@ -3,15 +3,13 @@ on PostgreSQL, where it is one statement of its own (no transaction needed)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from behest_chat import db
 from behest_chat.accounts import service as accounts
 from behest_chat.conversations import store
 from behest_chat.conversations.models import Conversation, TokenUsage
+from tests.fixtures.services import statements_sent
 
 
 def _asked() -> tuple[int, store.Asked]:
@@ -49,28 +47,13 @@ def _updated_at(conversation_id: str):
         return conversation.updated_at
 
 
-@contextmanager
-def _statements() -> Iterator[list[str]]:
-    statements: list[str] = []
-    engine = db.get_engine()
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 def test_an_ending_is_stored_with_its_tokens_and_moves_the_conversation_up(
     database: str,
 ) -> None:
     user_id, asked = _asked()
     asked_at = _updated_at(asked.conversation_id)
 
-    with _statements() as statements, db.reading_scope() as session:
+    with statements_sent() as statements, db.reading_scope() as session:
         assert store.finish_answer(
             asked.answer.id,
             "run-1",
