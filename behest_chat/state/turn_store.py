@@ -440,7 +440,8 @@ def _store_ending(
         )
     allowance = None
     try:
-        # The ending and its ledger entry are stored together (finish_answer).
+        # The ending and its ledger entry are stored together (finish_answer); on
+        # PostgreSQL they are committed before the allowance is read.
         with reading_scope() as db:
             stored = store.finish_answer(
                 ending.answer_id,
@@ -458,7 +459,7 @@ def _store_ending(
                 db=db,
             )
             if stored and read_allowance:
-                allowance = user_allowance(turn.user, turn.conversation_id, db=db)
+                allowance = _allowance_after_ending(turn, db)
         return stored, allowance
     except Exception:  # the heartbeat stops, so the answer shows as interrupted later
         logger.exception("the end of a chat turn was not stored")
@@ -468,6 +469,16 @@ def _store_ending(
         except Exception:
             logger.exception("the usage of a chat turn was not stored")
     return None, None
+
+
+def _allowance_after_ending(turn: Turn, db: Session) -> budgets.Allowance | None:
+    """The allowance, or ``None`` if it cannot be read: the stored ending stands, and its
+    tokens must not be counted again."""
+    try:
+        return user_allowance(turn.user, turn.conversation_id, db=db)
+    except Exception:
+        logger.exception("the allowance after a chat turn was not read")
+        return None
 
 
 class Outcome:

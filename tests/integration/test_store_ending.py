@@ -3,12 +3,15 @@ on PostgreSQL, where it is one statement of its own (no transaction needed)."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from behest_chat import db
 from behest_chat.accounts import service as accounts
+from behest_chat.accounts.sessions import SessionUser
 from behest_chat.conversations import store
 from behest_chat.conversations.models import Conversation, TokenUsage
+from behest_chat.state import turn_store
 from tests.fixtures.services import statements_sent
 
 
@@ -112,3 +115,25 @@ def test_an_ending_without_tokens_adds_no_entry(database: str) -> None:
     answer = store.message_for_user(user_id, asked.answer.id)
     assert answer is not None and (answer.status, answer.error) == ("error", "failed")
     assert _ledger() == []
+
+
+def test_an_ending_whose_allowance_cannot_be_read_is_kept_and_counted_once(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_id, asked = _asked()
+    user = SessionUser(user_id, "kim", "Kim", 1)
+    turn = turn_store.Turn(user, asked.conversation_id, asked.session_id, asked.question.id)
+    outcome = turn_store.Outcome()
+    outcome.end("done", "")
+    ending = turn_store.Ending(turn, asked.answer.id, "run-1", outcome, "the answer", 12, 30,
+                               estimated=False)
+
+    def unreadable(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(turn_store, "user_allowance", unreadable)
+    assert turn_store.store_send_ending(ending, str(asked.question.id)) is None
+
+    answer = store.message_for_user(user_id, asked.answer.id)
+    assert answer is not None and (answer.status, answer.content) == ("done", "the answer")
+    assert _ledger() == [(asked.answer.id, 12, 30)]
