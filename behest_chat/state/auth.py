@@ -9,7 +9,9 @@ and tier never enter a public var: substates call `_require_user()` and keep the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
+from typing import TypeVar
 
 import reflex as rx
 
@@ -17,6 +19,8 @@ from behest_chat import routes
 from behest_chat.accounts.sessions import SESSION_COOKIE, SessionUser, resolve
 
 __all__ = ["AuthState"]
+
+T = TypeVar("T")
 
 
 class AuthState(rx.State):
@@ -46,6 +50,22 @@ class AuthState(rx.State):
         user = await asyncio.to_thread(resolve, self._session_secret())
         self._show_user(user)
         return user
+
+    async def _as_user(
+        self, work: Callable[[SessionUser], T]
+    ) -> tuple[SessionUser | None, T | None]:
+        """The signed-in user and what ``work(user)`` returns, both in one trip to a
+        database thread (the event loop serves other tabs meanwhile); ``(None, None)``
+        without a signed-in user. ``work`` must not touch the state."""
+        secret = self._session_secret()
+
+        def look_up_and_work() -> tuple[SessionUser | None, T | None]:
+            user = resolve(secret) if secret else None
+            return user, (work(user) if user is not None else None)
+
+        user, result = await asyncio.to_thread(look_up_and_work)
+        self._show_user(user)
+        return user, result
 
     def _show_user(self, user: SessionUser | None) -> None:
         self.signed_in = user is not None

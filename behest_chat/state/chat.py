@@ -370,7 +370,7 @@ class ChatState(AuthState):
         the tab, so the follower can never put back an answer that has just ended.
         """
         async with self:
-            user = self._current_user()
+            user = await self._look_up_user()
             generation = self._follow_generation
             conversation_id = self.conversation_id
         if user is None:
@@ -395,9 +395,11 @@ class ChatState(AuthState):
                     # show that turn's question and answer twice.
                     return
                 else:
-                    if answer is not None and answer.status == "streaming":
-                        store.interrupt_stale(conversation_id)
-                    self._reload_window(user)
+                    stale = answer is not None and answer.status == "streaming"
+                    views, self.has_older = await asyncio.to_thread(
+                        _window_after_follow, user, conversation_id, stale
+                    )
+                    self._show_window(message_rows(views))
                     self.phase = ""
                     self.live_status = "The answer finished."
                     self._refresh_allowance(user)
@@ -409,31 +411,42 @@ class ChatState(AuthState):
                 yield live_draft.put(message_id, shown, answer.content[shown:])
                 shown = len(answer.content)
 
-    @rx.event
-    def load_older(self):
-        """Prepend the page of messages above the oldest one shown."""
-        user = self._current_user()
-        shown = self._shown()
-        if user is None or not self.conversation_id or not shown:
-            return
-        oldest = _int(shown[0].get("id"))
-        if oldest is None:
-            return
-        views, self.has_older = store.window(user.user_id, self.conversation_id, before_id=oldest)
-        self._show_window(message_rows(views) + shown)
+    # The handlers below read and write the database in a thread, one trip each, like every
+    # other: while one waits on it, the event loop serves the worker's other tabs.
 
     @rx.event
-    def show_version(self, message_id: str, step: int):
+    async def load_older(self):
+        """Prepend the page of messages above the oldest one shown."""
+        shown, conversation_id = self._shown(), self.conversation_id
+        oldest = _int(shown[0].get("id")) if shown else None
+        if not conversation_id or oldest is None:
+            return
+        _, page = await self._as_user(
+            lambda user: store.window(user.user_id, conversation_id, before_id=oldest)
+        )
+        if page is not None:
+            views, self.has_older = page
+            self._show_window(message_rows(views) + shown)
+
+    @rx.event
+    async def show_version(self, message_id: str, step: int):
         """Show the previous (-1) or next (+1) version of a message."""
-        user = self._current_user()
-        target = _int(message_id)
-        if user is None or target is None or step not in (-1, 1) or self.busy:
+        target, conversation_id = _int(message_id), self.conversation_id
+        if target is None or step not in (-1, 1) or self.busy:
             return
-        message = store.message_for_user(user.user_id, target)
-        if message is None or message.conversation_id != self.conversation_id:
-            return
-        if store.select_version(user.user_id, target, step):
-            self._reload_window(user)
+
+        def select(user: SessionUser) -> tuple[list[MessageView], bool] | None:
+            message = store.message_for_user(user.user_id, target)
+            if message is None or message.conversation_id != conversation_id:
+                return None
+            if not store.select_version(user.user_id, target, step):
+                return None
+            return store.window(user.user_id, conversation_id)
+
+        _, window = await self._as_user(select)
+        if window is not None:
+            views, self.has_older = window
+            self._show_window(message_rows(views))
 
     # ── Sidebar ──────────────────────────────────────────────────────────────
 
@@ -453,10 +466,11 @@ class ChatState(AuthState):
         self.sidebar_open = not self.sidebar_open
 
     @rx.event
-    def start_rename(self, conversation_id: str):
+    async def start_rename(self, conversation_id: str):
         """Open the rename dialog for one of the user's conversations."""
-        user = self._current_user()
-        conversation = store.get_conversation(user.user_id, conversation_id) if user else None
+        _, conversation = await self._as_user(
+            lambda user: store.get_conversation(user.user_id, conversation_id)
+        )
         if conversation is not None:
             self.rename_id, self.rename_title = conversation.id, conversation.title
 
@@ -466,27 +480,37 @@ class ChatState(AuthState):
         self.rename_id = self.rename_title = ""
 
     @rx.event
-    def save_rename(self, form_data: dict[str, Any]):
+    async def save_rename(self, form_data: dict[str, Any]):
         """Store the new title of the conversation named in the dialog."""
-        user = self._current_user()
-        title = str(form_data.get("title", ""))
-        if user is None or not self.rename_id:
+        title, renamed, search = str(form_data.get("title", "")), self.rename_id, self.search
+        if not renamed:
             return None
-        try:
-            stored = store.rename_conversation(user.user_id, self.rename_id, title)
-        except ValueError:
+
+        def rename(user: SessionUser) -> tuple[str | None, list[dict[str, str]]] | None:
+            try:
+                stored = store.rename_conversation(user.user_id, renamed, title)
+            except ValueError:
+                return None
+            return stored, sidebar_rows(store.list_conversations(user.user_id, search))
+
+        user, done = await self._as_user(rename)
+        if user is None:
+            return None
+        if done is None:
             return rx.toast.error("A title cannot be empty.")
-        if stored is not None and self.rename_id == self.conversation_id:
+        stored, conversations = done
+        if stored is not None and renamed == self.conversation_id:
             self.title = stored
         self.rename_id = self.rename_title = ""
-        self._refresh_sidebar(user)
+        self._show_sidebar(conversations)
         return None
 
     @rx.event
-    def ask_delete(self, conversation_id: str):
+    async def ask_delete(self, conversation_id: str):
         """Ask for confirmation before deleting one of the user's conversations."""
-        user = self._current_user()
-        conversation = store.get_conversation(user.user_id, conversation_id) if user else None
+        _, conversation = await self._as_user(
+            lambda user: store.get_conversation(user.user_id, conversation_id)
+        )
         if conversation is not None:
             self.delete_id, self.delete_title = conversation.id, conversation.title
 
@@ -498,28 +522,33 @@ class ChatState(AuthState):
     @rx.event
     async def confirm_delete(self):
         """Delete the conversation named in the dialog (a running turn is stopped first)."""
-        user = self._current_user()
         doomed, self.delete_id, self.delete_title = self.delete_id, "", ""
-        if user is None or not doomed or store.get_conversation(user.user_id, doomed) is None:
+        if not doomed:
+            return None
+        user, owned = await self._as_user(lambda user: store.get_conversation(user.user_id, doomed))
+        if user is None or owned is None:
             return None
         await turns.cancel(doomed)
-        store.delete_conversation(user.user_id, doomed)
-        self._refresh_sidebar(user)
+        search = self.search
+
+        def delete() -> list[dict[str, str]]:
+            store.delete_conversation(user.user_id, doomed)
+            return sidebar_rows(store.list_conversations(user.user_id, search))
+
+        self._show_sidebar(await asyncio.to_thread(delete))
         if doomed == self.conversation_id:
             return rx.redirect(routes.CHAT)
         return None
 
     @rx.event
-    def remember_draft(self, value: str):
+    async def remember_draft(self, value: str):
         """on_blur of the composer: keep unsent text with its conversation."""
-        user = self._current_user()
-        text = str(value)[:20_000]
-        if user is None:
+        text, conversation_id = str(value)[:20_000], self.conversation_id
+        if not conversation_id:
+            if await self._look_up_user() is not None:
+                self._new_draft = text
             return
-        if not self.conversation_id:
-            self._new_draft = text
-        else:
-            store.save_draft(user.user_id, self.conversation_id, text)
+        await self._as_user(lambda user: store.save_draft(user.user_id, conversation_id, text))
 
     @rx.event
     def dismiss_notice(self):
@@ -662,11 +691,12 @@ class ChatState(AuthState):
             yield update
 
     @rx.event
-    def start_edit(self, message_id: str):
+    async def start_edit(self, message_id: str):
         """Show the edit box on one of the user's questions."""
-        user = self._current_user()
         target = _int(message_id)
-        message = store.message_for_user(user.user_id, target) if user and target else None
+        if target is None:
+            return
+        _, message = await self._as_user(lambda user: store.message_for_user(user.user_id, target))
         if (
             message is not None
             and message.role == "user"
@@ -685,7 +715,7 @@ class ChatState(AuthState):
         """Send an edited question as a new version; the original and its answers stay."""
         text = str(form_data.get("text", "")).strip()
         async with self:
-            user = self._current_user()
+            user = await self._look_up_user()
             edited = _int(self.editing_id)
             conversation_id = self.conversation_id
         live = await _has_live_answer(user, conversation_id)
@@ -723,7 +753,7 @@ class ChatState(AuthState):
 
     async def _answer_again(self, message_id: str, *, continuing: bool) -> AsyncIterator[Any]:
         async with self:
-            user = self._current_user()
+            user = await self._look_up_user()
             conversation_id = self.conversation_id
         live = await _has_live_answer(user, conversation_id)
         async with self:
@@ -1374,6 +1404,16 @@ def _rows_after_turn(
     except Exception:
         logger.exception("the rows after a chat turn were not read")
         return None
+
+
+def _window_after_follow(
+    user: SessionUser, conversation_id: str, stale: bool
+) -> tuple[list[MessageView], bool]:
+    """The window once a followed answer ended; ``stale``: it was left ``streaming`` by a
+    process that went away, and is marked interrupted first (blocking)."""
+    if stale:
+        store.interrupt_stale(conversation_id)
+    return store.window(user.user_id, conversation_id)
 
 
 def _mark_stop(secret: str, conversation_id: str) -> tuple[SessionUser | None, int | None]:

@@ -485,6 +485,73 @@ async def test_a_page_load_reading_the_database_holds_up_no_other_tab(
     assert (await tab.state()).signed_in
 
 
+# An event of the chat page, the store function it waits on, and what it did once released
+# (given the tab's state, the conversation's id and the store).
+_HELD_EVENTS = {
+    "remember_draft": (
+        {"value": "half-typed"},
+        "save_draft",
+        lambda state, cid, store: store.get_conversation(
+            accounts.find_user("alice").user_id, cid
+        ).draft == "half-typed",
+    ),
+    "save_rename": (
+        {"form_data": {"title": "Renamed"}},
+        "rename_conversation",
+        lambda state, cid, store: state.title == "Renamed"
+        and [c["title"] for c in state.conversations] == ["Renamed"],
+    ),
+    "ask_delete": ({"conversation_id": "?"}, "get_conversation",
+                   lambda state, cid, store: state.delete_id == cid),
+    "start_edit": ({"message_id": "?"}, "message_for_user",
+                   lambda state, cid, store: state.editing_id != ""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_HELD_EVENTS))
+async def test_an_event_waiting_on_the_database_holds_up_no_other_tab(
+    tab: Tab, gateway, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The chat page's events read and write the database in a thread: while one waits on
+    it, the event loop serves other tabs (a whole turn of another user), and the event
+    still does its work once the database answers."""
+    import threading
+
+    from behest_chat.conversations import store
+
+    await tab.run("send", form_data={"prompt": "echo: first"})
+    state = await tab.state()
+    cid, question_id = state.conversation_id, shown_rows(state)[0]["id"]
+    if name == "save_rename":
+        await tab.run("start_rename", conversation_id=cid)
+    other = await _bobs_tab(tab)
+    payload, function_name, did_its_work = _HELD_EVENTS[name]
+    # "?": the conversation's id, or its question's for start_edit.
+    payload = {k: (question_id if k == "message_id" else cid) if v == "?" else v
+               for k, v in payload.items()}
+    alice_id = accounts.find_user("alice").user_id
+    waiting, release = threading.Event(), threading.Event()
+    function = getattr(store, function_name)
+
+    def held(user_id: int, *args: Any, **kwargs: Any) -> Any:
+        if user_id == alice_id:  # Bob's turn uses the same functions
+            waiting.set()
+            release.wait(10)
+        return function(user_id, *args, **kwargs)
+
+    monkeypatch.setattr(store, function_name, held)
+    event = await tab.processor.enqueue(tab.token, tab.event(name, **payload))
+    try:
+        assert await asyncio.to_thread(waiting.wait, 10)
+        await other.run("send", form_data={"prompt": "echo: meanwhile"})
+        assert shown_rows(await other.state())[-1]["content"] == "meanwhile"
+        assert not event.done()
+    finally:
+        release.set()
+    await asyncio.wait_for(event.wait_all(), 10)
+    assert did_its_work(await tab.state(), cid, store)
+
+
 async def test_a_stop_waiting_on_the_database_holds_up_no_other_tab(
     tab: Tab, gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
