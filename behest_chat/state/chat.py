@@ -396,13 +396,15 @@ class ChatState(AuthState):
                     return
                 else:
                     stale = answer is not None and answer.status == "streaming"
-                    views, self.has_older = await asyncio.to_thread(
-                        _window_after_follow, user, conversation_id, stale
+                    rows = await asyncio.to_thread(
+                        _rows_after_follow, user, conversation_id, self.search, stale
                     )
-                    self._show_window(message_rows(views))
+                    self._show_window(rows.messages or [])
+                    self.has_older = rows.has_older
+                    self._show_sidebar(rows.conversations or [])
+                    self.allowance = rows.allowance
                     self.phase = ""
                     self.live_status = "The answer finished."
-                    self._refresh_allowance(user)
             if not live:
                 return
             # The page never shortens the text, so a saved row behind it does no harm.
@@ -1406,14 +1408,14 @@ def _rows_after_turn(
         return None
 
 
-def _window_after_follow(
-    user: SessionUser, conversation_id: str, stale: bool
-) -> tuple[list[MessageView], bool]:
-    """The window once a followed answer ended; ``stale``: it was left ``streaming`` by a
+def _rows_after_follow(
+    user: SessionUser, conversation_id: str, search: str, stale: bool
+) -> TurnEndRows:
+    """The rows once a followed answer ended; ``stale``: it was left ``streaming`` by a
     process that went away, and is marked interrupted first (blocking)."""
     if stale:
         store.interrupt_stale(conversation_id)
-    return store.window(user.user_id, conversation_id)
+    return turn_end_rows(user, conversation_id, search)
 
 
 def _mark_stop(secret: str, conversation_id: str) -> tuple[SessionUser | None, int | None]:

@@ -341,6 +341,8 @@ async def test_another_tab_follows_a_running_answer_from_the_database(
     assert [at for _, at, _ in followed_pieces] == sorted({at for _, at, _ in followed_pieces})
     final = shown_rows(await first.state())[-1]["content"]
     assert shown_rows(await second.state())[-1]["content"] == final
+    # The answer's tokens count in the allowance both tabs show.
+    assert (await second.state()).allowance == (await first.state()).allowance
     assert final.startswith(
         page_texts(server.recorder.events(second.token))[
             int(shown_rows(await second.state())[-1]["id"])
