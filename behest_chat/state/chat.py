@@ -267,7 +267,7 @@ class ChatState(AuthState):
         return events
 
     @rx.event
-    def check_direct_page(self, running: Any):
+    async def check_direct_page(self, running: Any):
         """The page's answer to "is your browser-direct turn still running?" (on load).
 
         A page that was reloaded (or whose scripts are not loaded yet) runs no turn: the
@@ -276,37 +276,31 @@ class ChatState(AuthState):
         """
         if running is True or not self._direct_run_id:
             return
-        user = self._current_user()
-        held = (
-            _held_direct_answer(
-                user, self._direct_conversation_id, self._direct_answer_id, self._direct_run_id
-            )
-            if user is not None
-            else None
-        )
-        if user is None or held is None:
-            self._forget_direct_turn()
-            return
-        answer, conversation = held
-        run_id = self._direct_run_id
+        conversation_id, answer_id = self._direct_conversation_id, self._direct_answer_id
+        run_id, prefix = self._direct_run_id, self._direct_prefix
+        prompt_tokens = self._direct_prompt_tokens
         outcome = Outcome()
         outcome.sent = True
-        stored = store_ending(
-            Ending(
-                Turn(user, conversation.id, conversation.session_id, answer.parent_id or 0),
-                self._direct_answer_id,
-                run_id,
-                outcome,
-                self._direct_prefix,
-                self._direct_prompt_tokens,
-                0,
-                estimated=True,
-            ),
-            count_unowned=False,
-        )
+
+        def end_held_turn(user: SessionUser) -> tuple[str, bool | None] | None:
+            held = _held_direct_answer(user, conversation_id, answer_id, run_id)
+            if held is None:
+                return None
+            answer, conversation = held
+            turn = Turn(user, conversation.id, conversation.session_id, answer.parent_id or 0)
+            ending = Ending(
+                turn, answer_id, run_id, outcome, prefix, prompt_tokens, 0, estimated=True
+            )
+            return conversation.id, store_ending(ending, count_unowned=False)
+
+        user, ended = await self._as_user(end_held_turn)
+        if user is None or ended is None:
+            self._forget_direct_turn()
+            return
+        conversation_id, stored = ended
         _release_direct(run_id)
         if stored is not False:  # stored, or not stored for a database failure
-            self._show_ending(user, conversation.id, run_id, outcome)
+            await self._show_ending(user, conversation_id, run_id, outcome)
         else:
             self._forget_direct_turn()
 
@@ -1064,7 +1058,7 @@ class ChatState(AuthState):
         stored, rows = await asyncio.to_thread(store_and_read)
         _release_direct(run_id)
         if stored is not False:  # stored, or not stored for a database failure
-            self._show_ending(user, conversation_id, run_id, outcome, rows)
+            await self._show_ending(user, conversation_id, run_id, outcome, rows)
         else:
             self._forget_direct_turn()
         return None
@@ -1212,7 +1206,7 @@ class ChatState(AuthState):
         for delay in _FINAL_UPDATE_RETRIES_S:
             try:
                 async with self:
-                    self._show_ending(user, turn.conversation_id, run_id, outcome, rows)
+                    await self._show_ending(user, turn.conversation_id, run_id, outcome, rows)
                 return
             except Exception as exc:
                 logger.warning("tab not updated after a turn: %s", type(exc).__name__)
@@ -1301,7 +1295,7 @@ class ChatState(AuthState):
         others = [c for c in shown if c["id"] != conversation_id]
         self._show_sidebar([{"id": conversation_id, "title": title}, *others])
 
-    def _show_ending(
+    async def _show_ending(
         self,
         user: SessionUser,
         conversation_id: str,
@@ -1312,7 +1306,8 @@ class ChatState(AuthState):
         """Show a stored ending: the saved answer replaces the draft.
 
         ``rows``: read after the ending was stored, used if they still fit what the tab
-        shows; otherwise the rows are read here.
+        shows (the same conversation, search and last row); otherwise they are read again
+        here, in a database thread.
         """
         if outcome.kind == "quota":
             # The gateway will refuse until its day ends: do not ask it again.
@@ -1320,30 +1315,30 @@ class ChatState(AuthState):
             self._quota_tier, self._quota_message = user.tier, outcome.text
         if self._direct_run_id == run_id:
             self._forget_direct_turn()
-        fits = rows is not None and rows.conversation_id == self.conversation_id
-        if self.conversation_id == conversation_id:
-            read = rows if fits else None
-            last_id = last["id"] if (last := self._last_shown()) is not None else ""
-            if read is not None and read.answer is not None and last_id == read.after_id:
-                self._show_more(read.answer)
-            elif read is not None and read.answer is not None and last_id == read.answer["id"]:
-                pass  # the page was loaded again after the ending was stored
-            elif read is not None and read.messages is not None:
-                self._show_window(read.messages)
-                self.has_older = read.has_older
-            else:
-                self._reload_window(user)
+        here = self.conversation_id == conversation_id
+        last_id = last["id"] if (last := self._last_shown()) is not None else ""
+        fits = (
+            rows is not None
+            and (rows.conversation_id, rows.search) == (self.conversation_id, self.search)
+            and (rows.answer is None or last_id in (rows.after_id, rows.answer["id"]))
+        )
+        if not fits:
+            rows = await asyncio.to_thread(
+                turn_end_rows, user, self.conversation_id, self.search
+            )
+        assert rows is not None
+        if here:
+            if rows.answer is not None and last_id == rows.after_id:
+                self._show_more(rows.answer)
+            elif rows.answer is None and rows.messages is not None:
+                self._show_window(rows.messages)
+                self.has_older = rows.has_older
+            # else: the page was loaded again after the ending was stored
             self.phase, self.retry_in = "", 0
             self.live_status = _LIVE_ENDINGS.get(outcome.status, "")
-        if rows is not None and rows.search == self.search:
-            if rows.conversations is not None:  # else unchanged since the turn began
-                self._show_sidebar(rows.conversations)
-        else:
-            self._refresh_sidebar(user)
-        if rows is not None and fits:
-            self.allowance = rows.allowance
-        else:
-            self._refresh_allowance(user)
+        if rows.conversations is not None:  # else unchanged since the turn began
+            self._show_sidebar(rows.conversations)
+        self.allowance = rows.allowance
 
     def _forget_direct_turn(self) -> None:
         self.direct = False
@@ -1351,27 +1346,10 @@ class ChatState(AuthState):
         self._direct_prefix = ""
         self._direct_answer_id = self._direct_prompt_tokens = 0
 
-    def _reload_window(self, user: SessionUser, hide: int | None = None) -> None:
-        views, self.has_older = store.window(user.user_id, self.conversation_id)
-        self._show_window(message_rows([v for v in views if v.id != hide]))
-
-    def _refresh_sidebar(self, user: SessionUser) -> None:
-        self._show_sidebar(sidebar_rows(store.list_conversations(user.user_id, self.search)))
-
     def _show_sidebar(self, conversations: list[dict[str, str]]) -> None:
         # Reflex resends a var on every assignment, and the list can be long: only on change.
         if conversations != self.conversations:
             self.conversations = conversations
-
-    def _refresh_allowance(self, user: SessionUser) -> None:
-        settings = get_settings()
-        self.allowance = budgets.allowance_for(
-            user.user_id,
-            user.tier,
-            self.conversation_id or None,
-            daily_budget=settings.daily_token_budget(user.tier),
-            conversation_cap=settings.conversation_token_cap,
-        ).summary()
 
     def _say(self, text: str, kind: str) -> None:
         self.notice, self.notice_kind = text, kind

@@ -186,12 +186,14 @@ async def anonymous_tab(app_env) -> AsyncIterator[Tab]:
         yield opened
 
 
-async def _long_answer_streaming(tab: Tab, gateway) -> Any:
-    """Send a long question (50 ms a token) and wait until its answer shows text; returns
-    the send's event future."""
-    gateway.set_fault(token_delay_ms=50, count=1)
+async def _long_answer_streaming(
+    tab: Tab, gateway, tokens: int = 400, token_delay_ms: int = 50
+) -> Any:
+    """Send a long question and wait until its answer shows text; returns the send's event
+    future."""
+    gateway.set_fault(token_delay_ms=token_delay_ms, count=1)
     sending = await tab.processor.enqueue(
-        tab.token, tab.event("send", form_data={"prompt": "long: 400"})
+        tab.token, tab.event("send", form_data={"prompt": f"long: {tokens}"})
     )
 
     async def streaming() -> bool:
@@ -711,6 +713,30 @@ async def test_a_sends_ending_shows_what_a_reload_reads(
     reloaded = Tab(tab.processor, tab.manager, tab.recorder, tab.cookie)
     await reloaded.open(f"/chat/{shown.conversation_id}")
     assert shown_rows(await reloaded.state()) == shown_rows(shown)
+
+
+async def test_an_ending_while_the_tab_shows_another_conversation_leaves_that_one_shown(
+    tab: Tab, gateway
+) -> None:
+    """The tab opened another conversation while its answer streamed: the ending keeps
+    that conversation on screen, and the sidebar and allowance are read again for it."""
+    from behest_chat.state.turn_store import user_allowance
+
+    await tab.run("send", form_data={"prompt": "echo: first"})
+    streaming_in = (await tab.state()).conversation_id
+    await tab.open()  # a new chat
+    await tab.run("send", form_data={"prompt": "echo: other"})
+    other = (await tab.state()).conversation_id
+    await tab.open(f"/chat/{streaming_in}")
+    sending = await _long_answer_streaming(tab, gateway, tokens=100, token_delay_ms=20)
+    await tab.open(f"/chat/{other}")
+    await asyncio.wait_for(sending.wait_all(), 30)
+
+    state = await tab.state()
+    assert state.conversation_id == other and state.phase == ""
+    assert [m["content"] for m in shown_rows(state)] == ["echo: other", "other"]
+    assert [c["id"] for c in state.conversations] == [streaming_in, other]
+    assert state.allowance == user_allowance(accounts.find_user("alice"), other).summary()
 
 
 async def test_a_send_while_another_process_writes_the_answer_is_refused(
