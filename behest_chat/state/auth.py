@@ -37,17 +37,11 @@ class AuthState(rx.State):
         morsel = cookie.get(SESSION_COOKIE)
         return morsel.value if morsel else ""
 
-    def _current_user(self) -> SessionUser | None:
-        """The signed-in user, looked up now (revocation and expiry are honoured)."""
-        secret = self._session_secret()
-        user = resolve(secret) if secret else None
-        self._show_user(user)
-        return user
-
     async def _look_up_user(self) -> SessionUser | None:
-        """:meth:`_current_user`, looked up in a database thread (the event loop serves
-        other tabs meanwhile)."""
-        user = await asyncio.to_thread(resolve, self._session_secret())
+        """The signed-in user, looked up now (revocation and expiry are honoured), in a
+        database thread (the event loop serves other tabs meanwhile)."""
+        secret = self._session_secret()
+        user = await asyncio.to_thread(resolve, secret) if secret else None
         self._show_user(user)
         return user
 
@@ -72,15 +66,15 @@ class AuthState(rx.State):
         self.display_name = user.display_name if user else ""
 
     @rx.event
-    def require_login(self):
+    async def require_login(self):
         """on_load of private pages: send visitors without a session to the login page."""
-        if self._current_user() is None:
+        if await self._look_up_user() is None:
             return rx.redirect(routes.LOGIN)
         return None
 
     @rx.event
-    def redirect_signed_in(self):
+    async def redirect_signed_in(self):
         """on_load of the login and register pages: a signed-in user goes straight to chat."""
-        if self._current_user() is not None:
+        if await self._look_up_user() is not None:
             return rx.redirect(routes.CHAT)
         return None

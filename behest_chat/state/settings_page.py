@@ -63,10 +63,10 @@ class SettingsState(AuthState):
     check_fix: str = ""
 
     @rx.event
-    def load(self):
+    async def load(self):
         """on_load: fill the view from the settings and the origin this browser really uses."""
-        user = self._current_user()
-        if user is None:
+        user, transport = await self._as_user(lambda user: get_transport(user.user_id))
+        if user is None or transport is None:
             return rx.redirect(routes.LOGIN)
         settings = get_settings()
         self.mode = settings.mode
@@ -91,24 +91,25 @@ class SettingsState(AuthState):
                 _ORIGINS_VARIABLE, settings.allowed_origins, self.browser_origin
             )
         )
-        self.transport = get_transport(user.user_id)
+        self.transport = transport
         self._clear_check()
         return None
 
     @rx.event
-    def choose_transport(self, value: str):
+    async def choose_transport(self, value: str):
         """Store how this user's chat turns reach Behest: "relay" or "direct"."""
-        user = self._current_user()
-        if user is None:
+        if value not in TRANSPORTS:
+            return None
+        user, chosen = await self._as_user(lambda user: set_transport(user.user_id, value))
+        if user is None or chosen is None:
             return rx.redirect(routes.LOGIN)
-        if value in TRANSPORTS:
-            self.transport = set_transport(user.user_id, value)
+        self.transport = chosen
         return None
 
     @rx.event
-    def run_origin_check(self):
+    async def run_origin_check(self):
         """Run the check in the page: token fetch, CORS preflight, one-token request."""
-        if self._current_user() is None:
+        if await self._look_up_user() is None:
             return rx.redirect(routes.LOGIN)
         self._clear_check()
         self.check_result = "running"
@@ -121,9 +122,9 @@ class SettingsState(AuthState):
         )
 
     @rx.event
-    def origin_checked(self, report: dict[str, Any]):
+    async def origin_checked(self, report: dict[str, Any]):
         """Show the verdict the page reported (see ``checkOrigin`` in assets/direct.js)."""
-        if self._current_user() is None:
+        if await self._look_up_user() is None:
             return rx.redirect(routes.LOGIN)
         data = report if isinstance(report, dict) else {}
         result = data.get("result")

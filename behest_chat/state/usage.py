@@ -6,15 +6,22 @@ from the server-side session on every event; nothing identifies another user's d
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import reflex as rx
 
 from behest_chat import routes
+from behest_chat.accounts.sessions import SessionUser
 from behest_chat.conversations import budgets
 from behest_chat.settings import get_settings
 from behest_chat.state.auth import AuthState
-from behest_chat.usage import per_conversation, per_day, user_csv
+from behest_chat.usage import (
+    ConversationUsage,
+    DayUsage,
+    per_conversation,
+    per_day,
+    user_csv,
+)
 
 __all__ = ["USAGE_DAYS", "UsageState"]
 
@@ -34,14 +41,14 @@ class UsageState(AuthState):
     allowance: str = ""
 
     @rx.event
-    def load(self):
+    async def load(self):
         """on_load: the last 30 UTC days of the user's usage."""
-        user = self._current_user()
-        if user is None:
-            return rx.redirect(routes.LOGIN)
         today = datetime.now(UTC).date()
         since = today - timedelta(days=USAGE_DAYS - 1)
-        days = per_day(user.user_id, since, today)
+        user, read = await self._as_user(lambda user: _usage_of(user, since, today))
+        if user is None or read is None:
+            return rx.redirect(routes.LOGIN)
+        days, conversations, allowance = read
         self.by_day = [
             {
                 "day": d.day.isoformat(),
@@ -62,19 +69,12 @@ class UsageState(AuthState):
                 "completion": c.completion_tokens,
                 "requests": c.requests,
             }
-            for c in per_conversation(user.user_id, since)
+            for c in conversations
         ]
         self.total_tokens = sum(d.total_tokens for d in days)
         self.total_requests = sum(d.requests for d in days)
         self.window = f"{since.isoformat()} to {today.isoformat()} (UTC)"
-        settings = get_settings()
-        self.allowance = budgets.allowance_for(
-            user.user_id,
-            user.tier,
-            None,
-            daily_budget=settings.daily_token_budget(user.tier),
-            conversation_cap=None,
-        ).summary()
+        self.allowance = allowance
         return None
 
     @rx.var
@@ -83,15 +83,31 @@ class UsageState(AuthState):
         return self.by_conversation[:_CHART_CONVERSATIONS]
 
     @rx.event
-    def download_csv(self):
+    async def download_csv(self):
         """The same figures as a CSV file (per day and conversation)."""
-        user = self._current_user()
-        if user is None:
-            return rx.redirect(routes.LOGIN)
         today = datetime.now(UTC).date()
         since = today - timedelta(days=USAGE_DAYS - 1)
+        user, data = await self._as_user(lambda user: user_csv(user.user_id, since, today))
+        if user is None or data is None:
+            return rx.redirect(routes.LOGIN)
         return rx.download(
-            data=user_csv(user.user_id, since, today),
+            data=data,
             filename=f"behest-usage-{since.isoformat()}-{today.isoformat()}.csv",
             mime_type="text/csv",
         )
+
+
+def _usage_of(
+    user: SessionUser, since: date, today: date
+) -> tuple[list[DayUsage], list[ConversationUsage], str]:
+    """The user's usage per day and per conversation since ``since``, and their allowance
+    today (blocking)."""
+    settings = get_settings()
+    allowance = budgets.allowance_for(
+        user.user_id,
+        user.tier,
+        None,
+        daily_budget=settings.daily_token_budget(user.tier),
+        conversation_cap=None,
+    ).summary()
+    return per_day(user.user_id, since, today), per_conversation(user.user_id, since), allowance
