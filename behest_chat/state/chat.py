@@ -1005,11 +1005,41 @@ class ChatState(AuthState):
             self._direct_prompt_tokens,
             self.search,
         )
-        # The database work runs in threads: the event loop serves the other tabs meanwhile.
-        user = await self._look_up_user()
         if not run_id:
             return None
         turn = read_direct_turn(result)
+
+        def end_turn(user: SessionUser) -> tuple[Outcome, bool | None, TurnEndRows | None] | None:
+            """Store the ending and read the rows after it (``None``: the turn is no longer
+            held), in the same trip to a database thread as the user's lookup."""
+            held = _held_direct_answer(user, conversation_id, answer_id, run_id)
+            if held is None:
+                return None
+            answer, conversation = held
+            outcome = _direct_outcome(turn, user)
+            reported = turn.usage or {}
+            prompt_tokens = max(_count(reported.get("prompt_tokens")), prompt_estimate)
+            completion_tokens = max(
+                _count(reported.get("completion_tokens")), budgets.estimate_tokens(turn.text)
+            )
+            ending = Ending(
+                Turn(user, conversation_id, conversation.session_id, answer.parent_id or 0),
+                answer_id,
+                run_id,
+                outcome,
+                prefix + turn.text,
+                prompt_tokens,
+                completion_tokens if turn.text or turn.status == "done" else 0,
+                estimated=True,
+            )
+            stored = store_ending(ending, count_unowned=False)
+            if stored is False:
+                return outcome, stored, None
+            return outcome, stored, _rows_after_turn(user, conversation_id, search)
+
+        user, ended = await self._as_user(
+            (lambda user: None) if turn.signed_out else end_turn
+        )
         if user is None or turn.signed_out:
             # The run stamp never left the server: ending its own answer needs no user.
             await asyncio.to_thread(
@@ -1025,37 +1055,10 @@ class ChatState(AuthState):
             self._forget_direct_turn()
             self.phase = ""
             return rx.redirect(routes.LOGIN)
-        held = await asyncio.to_thread(
-            _held_direct_answer, user, conversation_id, answer_id, run_id
-        )
-        if held is None:
+        if ended is None:
             self._forget_direct_turn()
             return None
-        answer, conversation = held
-        outcome = _direct_outcome(turn, user)
-        reported = turn.usage or {}
-        prompt_tokens = max(_count(reported.get("prompt_tokens")), prompt_estimate)
-        completion_tokens = max(
-            _count(reported.get("completion_tokens")), budgets.estimate_tokens(turn.text)
-        )
-        ending = Ending(
-            Turn(user, conversation_id, conversation.session_id, answer.parent_id or 0),
-            answer_id,
-            run_id,
-            outcome,
-            prefix + turn.text,
-            prompt_tokens,
-            completion_tokens if turn.text or turn.status == "done" else 0,
-            estimated=True,
-        )
-
-        def store_and_read() -> tuple[bool | None, TurnEndRows | None]:
-            stored = store_ending(ending, count_unowned=False)
-            if stored is False:
-                return stored, None
-            return stored, _rows_after_turn(user, conversation_id, search)
-
-        stored, rows = await asyncio.to_thread(store_and_read)
+        outcome, stored, rows = ended
         _release_direct(run_id)
         if stored is not False:  # stored, or not stored for a database failure
             await self._show_ending(user, conversation_id, run_id, outcome, rows)

@@ -932,6 +932,47 @@ async def test_a_direct_turns_report_is_stored_and_shown_as_a_reload_shows_it(
     assert (await reloaded.state()).allowance == state.allowance
 
 
+async def test_a_direct_report_after_sign_out_keeps_the_text_and_asks_to_sign_in(
+    tab: Tab, gateway
+) -> None:
+    """The session ended while the page streamed (here: signed out in another tab): the
+    answer is stored with what arrived, marked as a sign-in failure, and the tab goes to
+    the login page."""
+    from behest_chat.accounts.sessions import revoke
+    from behest_chat.conversations import store
+    from behest_chat.preferences import set_transport
+
+    set_transport(accounts.find_user("alice").user_id, "direct")
+    sending = await tab.processor.enqueue(
+        tab.token, tab.event("send", form_data={"prompt": "A direct question"})
+    )
+
+    async def held() -> bool:
+        return bool((await tab.state())._direct_run_id)
+
+    await _until(held)
+    state = await tab.state()
+    cid, answer_id = state._direct_conversation_id, state._direct_answer_id
+    tab.path = f"/chat/{cid}"
+    assert revoke(tab.cookie.split("=", 1)[1])
+    seen = len(tab.recorder.updates)
+    await tab.run("finish_direct_turn", result={**REPORT, "text": "Half an"})
+    await asyncio.wait_for(sending.wait_all(), 20)
+
+    stored = store.message_for_user(accounts.find_user("alice").user_id, answer_id)
+    assert stored is not None
+    assert (stored.status, stored.error_kind, stored.content) == ("error", "auth", "Half an")
+    state = await tab.state()
+    assert not state.signed_in and not state.direct and state._direct_run_id == ""
+    redirects = [
+        e.payload["path"]
+        for u in tab.recorder.updates[seen:]
+        for e in getattr(u, "events", None) or []
+        if e.name == "_redirect"
+    ]
+    assert redirects == ["/login"]
+
+
 async def test_a_direct_report_without_a_pending_turn_changes_nothing(tab: Tab) -> None:
     _, answer_id, _ = await _streaming_answer_of_another_user()
     before = _unchanged(answer_id)
