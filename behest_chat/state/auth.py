@@ -3,7 +3,9 @@
 The browser holds only an HttpOnly cookie with a random secret. Reflex sees it in the
 websocket handshake (`router.headers.cookie`); each handler resolves it again through
 `accounts.sessions.resolve`, so sign-out and expiry take effect on the next event. User id
-and tier never enter a public var: substates call `_require_user()` and keep the result local.
+and tier never enter a public var: substates call `_look_up_user()` (or `_as_user(work)`,
+which does the database work of the event in the same trip to a thread) and keep the result
+local.
 """
 
 from __future__ import annotations
