@@ -894,17 +894,12 @@ def _unchanged(answer_id: int) -> tuple[str, str, str]:
 REPORT = {"text": "Injected answer", "status": "done", "usage": {"completion_tokens": 3}}
 
 
-async def test_a_direct_turns_report_is_stored_and_shown_as_a_reload_shows_it(
-    tab: Tab, gateway
-) -> None:
-    """A browser-direct turn: the page streams from Behest and reports back; the server
-    stores the ending with its usage and shows exactly what a reload of the page shows."""
-    from behest_chat.conversations import store
+async def _direct_turn_held(tab: Tab) -> tuple[Any, str, int]:
+    """Alice sends a question browser-direct; once the server holds the turn open for the
+    page's report, returns the send's event future, the conversation and the answer id."""
     from behest_chat.preferences import set_transport
-    from behest_chat.state.turn_store import message_rows
 
-    user_id = accounts.find_user("alice").user_id
-    set_transport(user_id, "direct")
+    set_transport(accounts.find_user("alice").user_id, "direct")
     sending = await tab.processor.enqueue(
         tab.token, tab.event("send", form_data={"prompt": "A direct question"})
     )
@@ -916,6 +911,19 @@ async def test_a_direct_turns_report_is_stored_and_shown_as_a_reload_shows_it(
     state = await tab.state()
     cid, answer_id = state._direct_conversation_id, state._direct_answer_id
     tab.path = f"/chat/{cid}"  # where the page moved once it started the turn
+    return sending, cid, answer_id
+
+
+async def test_a_direct_turns_report_is_stored_and_shown_as_a_reload_shows_it(
+    tab: Tab, gateway
+) -> None:
+    """A browser-direct turn: the page streams from Behest and reports back; the server
+    stores the ending with its usage and shows exactly what a reload of the page shows."""
+    from behest_chat.conversations import store
+    from behest_chat.state.turn_store import message_rows
+
+    user_id = accounts.find_user("alice").user_id
+    sending, cid, answer_id = await _direct_turn_held(tab)
     await tab.run("finish_direct_turn", result=REPORT)
     await asyncio.wait_for(sending.wait_all(), 20)
 
@@ -940,20 +948,8 @@ async def test_a_direct_report_after_sign_out_keeps_the_text_and_asks_to_sign_in
     the login page."""
     from behest_chat.accounts.sessions import revoke
     from behest_chat.conversations import store
-    from behest_chat.preferences import set_transport
 
-    set_transport(accounts.find_user("alice").user_id, "direct")
-    sending = await tab.processor.enqueue(
-        tab.token, tab.event("send", form_data={"prompt": "A direct question"})
-    )
-
-    async def held() -> bool:
-        return bool((await tab.state())._direct_run_id)
-
-    await _until(held)
-    state = await tab.state()
-    cid, answer_id = state._direct_conversation_id, state._direct_answer_id
-    tab.path = f"/chat/{cid}"
+    sending, _, answer_id = await _direct_turn_held(tab)
     assert revoke(tab.cookie.split("=", 1)[1])
     seen = len(tab.recorder.updates)
     await tab.run("finish_direct_turn", result={**REPORT, "text": "Half an"})

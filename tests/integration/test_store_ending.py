@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from sqlmodel import Session
 
 from behest_chat import db
 from behest_chat.accounts import service as accounts
@@ -34,6 +35,30 @@ def _entry(user_id: int, asked: store.Asked, prompt: int, completion: int) -> To
     )
 
 
+def _end_counted(
+    user_id: int,
+    asked: store.Asked,
+    status: str,
+    content: str,
+    tokens: tuple[int, int],
+    session: Session,
+    *,
+    count_unowned: bool = False,
+) -> bool:
+    """End run-1's answer with ``tokens`` (prompt, completion) and their ledger entry."""
+    return store.finish_answer(
+        asked.answer.id,
+        "run-1",
+        status=status,
+        content=content,
+        prompt_tokens=tokens[0],
+        completion_tokens=tokens[1],
+        ledger=_entry(user_id, asked, *tokens),
+        count_unowned=count_unowned,
+        db=session,
+    )
+
+
 def _ledger() -> list[tuple[int | None, int, int]]:
     with db.session_scope() as session:
         rows = session.execute(
@@ -57,16 +82,7 @@ def test_an_ending_is_stored_with_its_tokens_and_moves_the_conversation_up(
     asked_at = _updated_at(asked.conversation_id)
 
     with statements_sent() as statements, db.reading_scope() as session:
-        assert store.finish_answer(
-            asked.answer.id,
-            "run-1",
-            status="done",
-            content="the answer",
-            prompt_tokens=12,
-            completion_tokens=30,
-            ledger=_entry(user_id, asked, 12, 30),
-            db=session,
-        )
+        assert _end_counted(user_id, asked, "done", "the answer", (12, 30), session)
 
     answer = store.message_for_user(user_id, asked.answer.id)
     assert answer is not None
@@ -87,16 +103,8 @@ def test_a_late_ending_changes_nothing_and_counts_only_when_told(database: str) 
 
     for count_unowned in (False, True):
         with db.reading_scope() as session:
-            assert not store.finish_answer(
-                asked.answer.id,
-                "run-1",
-                status="done",
-                content="too late",
-                prompt_tokens=5,
-                completion_tokens=7,
-                ledger=_entry(user_id, asked, 5, 7),
-                count_unowned=count_unowned,
-                db=session,
+            assert not _end_counted(
+                user_id, asked, "done", "too late", (5, 7), session, count_unowned=count_unowned
             )
 
     answer = store.message_for_user(user_id, asked.answer.id)
