@@ -61,7 +61,7 @@ from behest_chat.accounts.sessions import SessionUser, resolve
 from behest_chat.behest import DEFAULT_TIMEOUT, errors
 from behest_chat.behest.streaming import ChatStream
 from behest_chat.conversations import budgets, store
-from behest_chat.conversations.models import Conversation, Message
+from behest_chat.conversations.models import Conversation
 from behest_chat.conversations.recorder import TurnRecorder
 from behest_chat.conversations.store import MessageView
 from behest_chat.db import reading_scope
@@ -282,25 +282,31 @@ class ChatState(AuthState):
         outcome = Outcome()
         outcome.sent = True
 
-        def end_held_turn(user: SessionUser) -> tuple[str, bool | None] | None:
-            held = _held_direct_answer(user, conversation_id, answer_id, run_id)
-            if held is None:
-                return None
-            answer, conversation = held
-            turn = Turn(user, conversation.id, conversation.session_id, answer.parent_id or 0)
-            ending = Ending(
-                turn, answer_id, run_id, outcome, prefix, prompt_tokens, 0, estimated=True
+        def end_held_turn(user: SessionUser) -> tuple[bool | None] | None:
+            ending = _held_direct_ending(
+                user, conversation_id, answer_id, run_id, outcome, prefix, prompt_tokens, 0
             )
-            return conversation.id, store_ending(ending, count_unowned=False)
+            return None if ending is None else (store_ending(ending, count_unowned=False),)
 
         user, ended = await self._as_user(end_held_turn)
         if user is None or ended is None:
             self._forget_direct_turn()
             return
-        conversation_id, stored = ended
+        await self._show_direct_ending(user, conversation_id, run_id, outcome, ended[0])
+
+    async def _show_direct_ending(
+        self,
+        user: SessionUser,
+        conversation_id: str,
+        run_id: str,
+        outcome: Outcome,
+        stored: bool | None,
+        rows: TurnEndRows | None = None,
+    ) -> None:
+        """Let the browser-direct turn go, and show its ending unless another came first."""
         _release_direct(run_id)
         if stored is not False:  # stored, or not stored for a database failure
-            await self._show_ending(user, conversation_id, run_id, outcome)
+            await self._show_ending(user, conversation_id, run_id, outcome, rows)
         else:
             self._forget_direct_turn()
 
@@ -1012,26 +1018,24 @@ class ChatState(AuthState):
         def end_turn(user: SessionUser) -> tuple[Outcome, bool | None, TurnEndRows | None] | None:
             """Store the ending and read the rows after it (``None``: the turn is no longer
             held), in the same trip to a database thread as the user's lookup."""
-            held = _held_direct_answer(user, conversation_id, answer_id, run_id)
-            if held is None:
-                return None
-            answer, conversation = held
             outcome = _direct_outcome(turn, user)
             reported = turn.usage or {}
             prompt_tokens = max(_count(reported.get("prompt_tokens")), prompt_estimate)
             completion_tokens = max(
                 _count(reported.get("completion_tokens")), budgets.estimate_tokens(turn.text)
             )
-            ending = Ending(
-                Turn(user, conversation_id, conversation.session_id, answer.parent_id or 0),
+            ending = _held_direct_ending(
+                user,
+                conversation_id,
                 answer_id,
                 run_id,
                 outcome,
                 prefix + turn.text,
                 prompt_tokens,
                 completion_tokens if turn.text or turn.status == "done" else 0,
-                estimated=True,
             )
+            if ending is None:
+                return None
             stored = store_ending(ending, count_unowned=False)
             if stored is False:
                 return outcome, stored, None
@@ -1059,11 +1063,7 @@ class ChatState(AuthState):
             self._forget_direct_turn()
             return None
         outcome, stored, rows = ended
-        _release_direct(run_id)
-        if stored is not False:  # stored, or not stored for a database failure
-            await self._show_ending(user, conversation_id, run_id, outcome, rows)
-        else:
-            self._forget_direct_turn()
+        await self._show_direct_ending(user, conversation_id, run_id, outcome, stored, rows)
         return None
 
     async def _stream(
@@ -1358,11 +1358,18 @@ class ChatState(AuthState):
         self.notice, self.notice_kind = text, kind
 
 
-def _held_direct_answer(
-    user: SessionUser, conversation_id: str, answer_id: int, run_id: str
-) -> tuple[Message, Conversation] | None:
-    """The still-streaming answer of a browser-direct turn, if ``user`` owns it and the run
-    ``run_id`` still writes it; with its conversation (blocking)."""
+def _held_direct_ending(
+    user: SessionUser,
+    conversation_id: str,
+    answer_id: int,
+    run_id: str,
+    outcome: Outcome,
+    text: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> Ending | None:
+    """The ending of a browser-direct turn, if ``user`` owns its still-streaming answer and
+    the run ``run_id`` still writes it (blocking); its tokens are the app's estimate."""
     answer = store.message_for_user(user.user_id, answer_id)
     conversation = store.get_conversation(user.user_id, conversation_id)
     if (
@@ -1374,7 +1381,10 @@ def _held_direct_answer(
         or answer.status != "streaming"
     ):
         return None
-    return answer, conversation
+    turn = Turn(user, conversation_id, conversation.session_id, answer.parent_id or 0)
+    return Ending(
+        turn, answer_id, run_id, outcome, text, prompt_tokens, completion_tokens, estimated=True
+    )
 
 
 def _rows_after_turn(
