@@ -124,8 +124,10 @@ export function markdownBlocks(text) {
 
 // A reply in progress whose last line is a block's marker alone would show what is not
 // written yet: "#" an empty heading, "-" or "=" under a line of text turns that line into
-// a heading, "-", "1." or ">" an empty item or quote. The marker waits for its words.
-const BARE_MARKER = /(^|\n) {0,3}(#{1,6}|[-*+=_]+|\d{1,9}[.)]|>)[ \t]*$/;
+// a heading, "-", "1." or ">" an empty item or quote, "`" a stray backtick where a code
+// fence begins. The marker waits for its words. (A reply that ends part way is shown the same
+// way: unfinished_text in behest_chat/live_draft.py.)
+const BARE_MARKER = /(^|\n) {0,3}(#{1,6}|[-*+=_]+|\d{1,9}[.)]|>|`{1,2})[ \t]*$/;
 // A table's first row shows as a line of pipes until the row of dashes under it is done
 // and makes it a table: the two wait for that.
 const TABLE_HEAD = /(^|\n[ \t]*\n) {0,3}\|[^\n]*(\n {0,3}[-|: \t]*)?$/;

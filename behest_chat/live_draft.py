@@ -11,6 +11,7 @@ loaded are kept by ``assets/live_queue.js``, a script in the page's head.
 from __future__ import annotations
 
 import json
+import re
 
 import reflex as rx
 from reflex_base.event import Event
@@ -36,6 +37,28 @@ def piece_due(waiting_chars: int, waited_s: float, flush_s: float) -> bool:
     if waited_s < flush_s or waiting_chars <= 0:
         return False
     return flush_s == 0 or waiting_chars >= PIECE_CHARS or waited_s >= PIECE_MAX_WAIT * flush_s
+
+
+# What a reply cut off part way may end in that is not written yet (draftBlocks in
+# assets/live_draft.js hides the same while it streams): a block's marker alone on the last
+# line, a table's first row without the row that makes it a table, or a code fence begun
+# (one or two backticks, or an opening fence with no code after it).
+_BARE_MARKER = re.compile(r"(^|\n) {0,3}(#{1,6}|[-*+=_]+|\d{1,9}[.)]|>|`{1,2})[ \t]*\Z")
+_TABLE_HEAD = re.compile(r"(^|\n[ \t]*\n) {0,3}\|[^\n]*(\n {0,3}[-|: \t]*)?\Z")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.MULTILINE)
+
+
+def unfinished_text(text: str) -> str:
+    """The text of a reply that ended part way, as the page shows it: without a last line
+    that would render what never arrived (an empty list item or heading, an empty code
+    block, a stray backtick). What is stored keeps every character."""
+    text = _BARE_MARKER.sub(r"\1", text, count=1)
+    text = _TABLE_HEAD.sub(r"\1", text, count=1)
+    fences = list(_FENCE.finditer(text))
+    # An odd number of fence lines: the last opens a block; with nothing after it, drop it.
+    if len(fences) % 2 == 1 and "\n" not in text[fences[-1].end() :].rstrip():
+        text = text[: fences[-1].start()]
+    return text
 
 
 def put(answer_id: int, at: int, text: str) -> Event:

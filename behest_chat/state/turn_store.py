@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from behest_chat import live_draft
 from behest_chat.accounts.sessions import SessionUser, resolve
 from behest_chat.conversations import budgets, store
 from behest_chat.conversations.models import Conversation, Message
@@ -522,7 +523,9 @@ def message_rows(views: Sequence[MessageView]) -> list[dict[str, str]]:
             {
                 "id": str(v.id),
                 "role": v.role,
-                "content": v.content,
+                # A reply that ended part way is shown without a last line that would
+                # render what never arrived (Continue still goes on from the stored text).
+                "content": live_draft.unfinished_text(v.content) if failed else v.content,
                 "status": v.status,
                 "error": v.error,
                 "kind": v.error_kind,

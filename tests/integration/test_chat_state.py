@@ -790,6 +790,21 @@ async def test_cut_stream_keeps_the_partial_reply_marked_with_retry(tab: Tab, ga
     assert shown_rows(state)[1]["content"] == reply["content"]
 
 
+async def test_a_reply_cut_after_a_list_marker_shows_no_empty_item(tab: Tab, gateway) -> None:
+    from behest_chat.conversations import store
+
+    # Frames: the role, then "Steps", ":", "\\n\\n1", ".", " one", "\\n2", ".", " two", "\\n3", ".".
+    gateway.set_fault(cut_after=11, count=1)
+    await tab.run("send", form_data={"prompt": "echo: Steps:\n\n1. one\n2. two\n3. three"})
+    state = await tab.state()
+    reply = shown_rows(state)[-1]
+    assert reply["status"] == "error"
+    assert reply["content"] == "Steps:\n\n1. one\n2. two\n"
+    # What arrived is stored whole, so Continue goes on from it.
+    views, _ = store.window(accounts.find_user("alice").user_id, state.conversation_id)
+    assert views[-1].content == "Steps:\n\n1. one\n2. two\n3."
+
+
 async def test_quota_error_is_explained_by_kind(tab: Tab, gateway) -> None:
     gateway.set_fault(status=402, code="quota_exceeded", count=1)
     await tab.run("send", form_data={"prompt": "hello"})

@@ -1,13 +1,15 @@
-"""When a piece of the reply in progress goes to the page, and how it is written."""
+"""When a piece of the reply in progress goes to the page, how it is written, and how a
+reply that ended part way is shown."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 import reflex as rx
 from reflex_base.event import Event
 
-from behest_chat.live_draft import PIECE_CHARS, PIECE_MAX_WAIT, piece_due, put
+from behest_chat.live_draft import PIECE_CHARS, PIECE_MAX_WAIT, piece_due, put, unfinished_text
 
 
 def test_the_first_piece_goes_at_once() -> None:
@@ -43,3 +45,38 @@ def test_the_piece_is_a_javascript_string_literal_whatever_the_model_wrote() -> 
 def test_a_piece_is_the_event_rx_call_script_makes() -> None:
     event = put(3, 0, "hello")
     assert Event.from_event_type(rx.call_script(event.payload["javascript_code"])) == [event]
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Steps:\n\n1. one\n2. two\n3.", "Steps:\n\n1. one\n2. two\n"),
+        ("Points:\n- a\n- ", "Points:\n- a\n"),
+        ("Intro\n\n##", "Intro\n\n"),
+        ("Quote:\n>", "Quote:\n"),
+        ("Code:\n`", "Code:\n"),
+        ("Code:\n``", "Code:\n"),
+        ("Code:\n```python", "Code:\n"),
+        ("Code:\n```python\n", "Code:\n"),
+        ("Table:\n\n| a | b |\n|--", "Table:\n\n"),
+    ],
+)
+def test_a_reply_cut_off_part_way_is_shown_without_what_never_arrived(
+    text: str, shown: str
+) -> None:
+    assert unfinished_text(text) == shown
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Use `x` here",
+        "Code:\n```python\nprint(1)",
+        "Code:\n```\nx\n```",
+        "A sentence that stops mid",
+        "1. one\n2. two",
+        "| a | b |\n|---|---|\n| 1 | 2 |",
+    ],
+)
+def test_a_reply_cut_off_after_written_words_is_shown_whole(text: str) -> None:
+    assert unfinished_text(text) == text
