@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,46 @@ def test_redis_settings_name_the_variable_and_never_echo_the_url() -> None:
     assert describe_redis_url("rediss://user:pw@cache.example:6380/5") == (
         "rediss://cache.example:6380/5"
     )
+
+
+def test_start_up_checks_and_migrates_in_one_process_and_prints_the_plan(
+    tmp_path: Path, redis_namespace: RedisNamespace
+) -> None:
+    database = tmp_path / "app.db"
+    done = run_module(
+        ["behest_chat.startup"],
+        BEHEST_KEY=KEY,
+        APP_PORT="3456",
+        BEHEST_GATEWAY_PORT="8799",
+        DATABASE_URL=f"sqlite:///{database}",
+        REDIS_URL=redis_namespace.url,
+    )
+    assert done.returncode == 0, done.stderr
+    # The script reads stdout; the person starting the app reads stderr.
+    assert done.stdout == "3456 1 1 127.0.0.1 8799\n"
+    assert [line.split(":")[0] for line in done.stderr.splitlines()] == [
+        "settings OK", "preflight OK", "db"
+    ]
+    with sqlite3.connect(database) as migrated:
+        assert migrated.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"BEHEST_KEY": "not-a-key"}, "settings: BEHEST_KEY: "),
+        ({"REDIS_URL": "redis://127.0.0.1:{port}/0"}, "preflight: REDIS_URL: "),
+    ],
+)
+def test_start_up_stops_at_the_first_failure_with_its_one_line(
+    tmp_path: Path, env: dict[str, str], line: str
+) -> None:
+    port = free_port()
+    database = tmp_path / "app.db"
+    given = {"BEHEST_KEY": KEY, "DATABASE_URL": f"sqlite:///{database}"}
+    given.update({k: v.format(port=port) for k, v in env.items()})
+    done = run_module(["behest_chat.startup"], **given)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.count("\n") <= 2 and done.stderr.splitlines()[-1].startswith(line)
+    assert not database.exists(), "nothing migrated after a failed check"
