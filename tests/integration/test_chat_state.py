@@ -189,7 +189,8 @@ async def anonymous_tab(app_env) -> AsyncIterator[Tab]:
 async def _long_answer_streaming(
     tab: Tab, gateway, tokens: int = 400, token_delay_ms: int = 50
 ) -> Any:
-    """Send a long question and wait until its answer shows text; returns the send's event
+    """Send a long question and wait until its answer shows a few words (more than a first
+    token like "#", which a reply stopped there would not show); returns the send's event
     future."""
     gateway.set_fault(token_delay_ms=token_delay_ms, count=1)
     sending = await tab.processor.enqueue(
@@ -197,7 +198,7 @@ async def _long_answer_streaming(
     )
 
     async def streaming() -> bool:
-        return any(page_texts(tab.recorder.events()).values())
+        return any(len(text) >= 20 for text in page_texts(tab.recorder.events()).values())
 
     await _until(streaming)
     return sending
@@ -873,9 +874,10 @@ async def test_stop_while_a_piece_is_being_sent_ends_the_answer_as_stopped_at_on
     release.set()
     await asyncio.wait_for(sending.wait_all(), 10)
     reply = shown_rows(await tab.state())[-1]
-    assert reply["status"] == "stopped" and reply["content"]
+    assert reply["status"] == "stopped"
+    # What arrived is kept (the page may show less: a first "#" alone shows nothing).
     stored = store.message_for_user(accounts.find_user("alice").user_id, int(reply["id"]))
-    assert stored is not None and stored.status == "stopped"
+    assert stored is not None and stored.status == "stopped" and stored.content
 
 
 def _keys(delta: dict[str, Any]) -> list[str]:
