@@ -46,13 +46,18 @@ def piece_due(waiting_chars: int, waited_s: float, flush_s: float) -> bool:
 _BARE_MARKER = re.compile(r"(^|\n) {0,3}(#{1,6}|[-*+=_]+|\d{1,9}[.)]|>|`{1,2})[ \t]*\Z")
 _TABLE_HEAD = re.compile(r"(^|\n[ \t]*\n) {0,3}\|[^\n]*(\n {0,3}[-|: \t]*)?\Z")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.MULTILINE)
+# After an item of a numbered list, a number alone is the next item's marker begun ("3" of
+# "3."); rendered, it would join the item above as its last word.
+_NEXT_NUMBER = re.compile(r"((?:^|\n) {0,3}\d{1,9}[.)][ \t][^\n]*\n) {0,3}\d{1,9}[ \t]*\Z")
 
 
 def unfinished_text(text: str) -> str:
     """The text of a reply that ended part way, as the page shows it: without a last line
     that would render what never arrived (an empty list item or heading, an empty code
-    block, a stray backtick). What is stored keeps every character."""
+    block, a stray backtick, the number of a list's next item). What is stored keeps every
+    character."""
     text = _BARE_MARKER.sub(r"\1", text, count=1)
+    text = _NEXT_NUMBER.sub(r"\1", text, count=1)
     text = _TABLE_HEAD.sub(r"\1", text, count=1)
     fences = list(_FENCE.finditer(text))
     # An odd number of fence lines: the last opens a block; with nothing after it, drop it.

@@ -51,6 +51,8 @@ def test_a_piece_is_the_event_rx_call_script_makes() -> None:
     ("text", "shown"),
     [
         ("Steps:\n\n1. one\n2. two\n3.", "Steps:\n\n1. one\n2. two\n"),
+        ("Steps:\n\n1. one\n2. two\n3", "Steps:\n\n1. one\n2. two\n"),
+        ("1) one\n12", "1) one\n"),
         ("Points:\n- a\n- ", "Points:\n- a\n"),
         ("Intro\n\n##", "Intro\n\n"),
         ("Quote:\n>", "Quote:\n"),
@@ -75,6 +77,8 @@ def test_a_reply_cut_off_part_way_is_shown_without_what_never_arrived(
         "Code:\n```\nx\n```",
         "A sentence that stops mid",
         "1. one\n2. two",
+        "The answer is:\n42",
+        "Items:\n- one\n3",
         "| a | b |\n|---|---|\n| 1 | 2 |",
     ],
 )
