@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-from collections.abc import Callable
 
 from behest_chat import db, preflight, settings
 
@@ -31,11 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     if args:
         print("usage: python -m behest_chat.startup", file=sys.stderr)
         return 2
-    checks: list[Callable[[], int]] = [
+    checks = (
         lambda: settings.main(["check"]),
         lambda: preflight.main([]),
         lambda: db.main(["upgrade"]),
-    ]
+    )
     with contextlib.redirect_stdout(sys.stderr):
         for check in checks:
             if (status := check()) != 0:
