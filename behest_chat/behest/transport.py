@@ -114,11 +114,31 @@ class _ResponseBody(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         content = self._response.content
         with _httpx_errors(connecting=False):
-            while data := await content.readany():
+            while True:
+                try:
+                    data = await content.readany()
+                except Exception:
+                    # The body ended in an error (a cut connection). aiohttp raises it before
+                    # the bytes that came before it, if they were not read yet: an answer's
+                    # last words. They go to the reader first.
+                    if received := _unread(content):
+                        yield received
+                    raise
+                if not data:
+                    return
                 yield data
 
     async def aclose(self) -> None:
         self._response.release()
+
+
+def _unread(content: aiohttp.StreamReader) -> bytes:
+    """The bytes ``content`` received and nobody read, even after an error ended it (aiohttp's
+    public reads raise the error first; ``_read_nowait`` is what they call after the check)."""
+    try:
+        return content._read_nowait(-1)
+    except Exception:  # another aiohttp, or nothing left to give
+        return b""
 
 
 def body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:

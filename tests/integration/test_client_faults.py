@@ -254,6 +254,32 @@ async def test_cut_stream_is_a_stream_cut_and_keeps_what_arrived(
     assert gw.stats()["chat_requests"] == 1  # never retried after the first byte
 
 
+async def test_a_cut_that_comes_while_the_reader_is_busy_keeps_what_arrived(
+    client: BehestClient, gw: RunningGateway
+) -> None:
+    """The frames before the cut reach the reader even when the cut reaches the client
+    before the reader asks for them (the app was busy sending a piece to a page)."""
+    gw.set_fault(cut_after=5, token_delay_ms=20)
+    received: list[dict] = []
+    with pytest.raises(errors.StreamCutError):
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            stream = await client.chat.completions.create(
+                messages=LONG, stream=True, user_id="alice", tier=1
+            )
+            async with stream:
+                async for chunk in stream:
+                    received.append(chunk)
+                    if len(received) == 1:
+                        # Busy until the gateway has cut the stream: the last frames and
+                        # the end of the connection arrive meanwhile (the loop runs).
+                        async with httpx.AsyncClient() as http:
+                            while (
+                                await http.get(f"{gw.base_url}/_gateway/stats")
+                            ).json()["streams_cut"] == 0:
+                                pass
+    assert len(received) == 5
+
+
 async def test_malformed_frame(client: BehestClient, gw: RunningGateway) -> None:
     gw.set_fault(malformed_after=2)
     received: list[dict] = []
