@@ -5,7 +5,7 @@ Each call runs under a short deadline, so a hang fails the test instead of stall
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -41,9 +41,13 @@ async def client(gw: RunningGateway) -> AsyncIterator[BehestClient]:
 
 
 async def stream_chunks(
-    client: BehestClient, messages: list[dict] = ECHO, received: list[dict] | None = None
+    client: BehestClient,
+    messages: list[dict] = ECHO,
+    received: list[dict] | None = None,
+    after_each: Callable[[list[dict]], Awaitable[None]] | None = None,
 ) -> list[dict]:
-    """Stream one answer under the deadline; chunks land in ``received`` as they arrive."""
+    """Stream one answer under the deadline; chunks land in ``received`` as they arrive, and
+    ``after_each`` (if given) runs with them before the next chunk is asked for."""
     chunks = received if received is not None else []
     async with asyncio.timeout(DEADLINE_SECONDS):
         stream = await client.chat.completions.create(
@@ -52,6 +56,8 @@ async def stream_chunks(
         async with stream:
             async for chunk in stream:
                 chunks.append(chunk)
+                if after_each is not None:
+                    await after_each(chunks)
     return chunks
 
 
@@ -260,23 +266,20 @@ async def test_a_cut_that_comes_while_the_reader_is_busy_keeps_what_arrived(
     """The frames before the cut reach the reader even when the cut reaches the client
     before the reader asks for them (the app was busy sending a piece to a page)."""
     gw.set_fault(cut_after=5, token_delay_ms=20)
+
+    async def busy_until_the_cut(chunks: list[dict]) -> None:
+        # After the first chunk, the last frames and the end of the connection arrive while
+        # the reader waits for the gateway to report the cut (the loop runs meanwhile).
+        if len(chunks) == 1:
+            async with httpx.AsyncClient() as http:
+                while (await http.get(f"{gw.base_url}/_gateway/stats")).json()[
+                    "streams_cut"
+                ] == 0:
+                    pass
+
     received: list[dict] = []
     with pytest.raises(errors.StreamCutError):
-        async with asyncio.timeout(DEADLINE_SECONDS):
-            stream = await client.chat.completions.create(
-                messages=LONG, stream=True, user_id="alice", tier=1
-            )
-            async with stream:
-                async for chunk in stream:
-                    received.append(chunk)
-                    if len(received) == 1:
-                        # Busy until the gateway has cut the stream: the last frames and
-                        # the end of the connection arrive meanwhile (the loop runs).
-                        async with httpx.AsyncClient() as http:
-                            while (
-                                await http.get(f"{gw.base_url}/_gateway/stats")
-                            ).json()["streams_cut"] == 0:
-                                pass
+        await stream_chunks(client, LONG, received, after_each=busy_until_the_cut)
     assert len(received) == 5
 
 
