@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -210,6 +211,20 @@ async def _bobs_tab(tab: Tab) -> Tab:
     other = Tab(tab.processor, tab.manager, tab.recorder, f"{SESSION_COOKIE}={create_session(bob)}")
     await other.open()
     return other
+
+
+async def _another_turn_completes_while_held(
+    other: Tab, event: Any, held: threading.Event, release: threading.Event
+) -> None:
+    """Once ``event`` waits on a held database call (``held`` set), another user's whole turn
+    completes while ``event`` is still not done; then the call is released."""
+    try:
+        assert await asyncio.to_thread(held.wait, 10)
+        await other.run("send", form_data={"prompt": "echo: meanwhile"})
+        assert shown_rows(await other.state())[-1]["content"] == "meanwhile"
+        assert not event.done()
+    finally:
+        release.set()
 
 
 async def _until(predicate, timeout: float = 10.0) -> None:
@@ -462,7 +477,6 @@ async def test_a_page_load_reading_the_database_holds_up_no_other_tab(
 ) -> None:
     """A load reads in a database thread: while it waits on the database, the event loop
     serves other tabs (here, a whole turn of another user)."""
-    import threading
 
     from behest_chat.state import chat as chat_module
 
@@ -479,11 +493,7 @@ async def test_a_page_load_reading_the_database_holds_up_no_other_tab(
 
     monkeypatch.setattr(chat_module, "read_page", slow_read_page)
     loading = await tab.processor.enqueue(tab.token, tab.event("load"))
-    assert await asyncio.to_thread(reading.wait, 10)
-    await other.run("send", form_data={"prompt": "echo: meanwhile"})
-    assert shown_rows(await other.state())[-1]["content"] == "meanwhile"
-    assert not loading.done()
-    release.set()
+    await _another_turn_completes_while_held(other, loading, reading, release)
     await asyncio.wait_for(loading, 10)
     assert (await tab.state()).signed_in
 
@@ -518,7 +528,6 @@ async def test_an_event_waiting_on_the_database_holds_up_no_other_tab(
     """The chat page's events read and write the database in a thread: while one waits on
     it, the event loop serves other tabs (a whole turn of another user), and the event
     still does its work once the database answers."""
-    import threading
 
     from behest_chat.conversations import store
 
@@ -544,13 +553,7 @@ async def test_an_event_waiting_on_the_database_holds_up_no_other_tab(
 
     monkeypatch.setattr(store, function_name, held)
     event = await tab.processor.enqueue(tab.token, tab.event(name, **payload))
-    try:
-        assert await asyncio.to_thread(waiting.wait, 10)
-        await other.run("send", form_data={"prompt": "echo: meanwhile"})
-        assert shown_rows(await other.state())[-1]["content"] == "meanwhile"
-        assert not event.done()
-    finally:
-        release.set()
+    await _another_turn_completes_while_held(other, event, waiting, release)
     await asyncio.wait_for(event.wait_all(), 10)
     assert did_its_work(await tab.state(), cid, store)
 
@@ -561,7 +564,6 @@ async def test_a_stop_waiting_on_the_database_holds_up_no_other_tab(
     """Stop marks the answer in a database thread: while it waits on the database, the
     event loop serves other tabs (a whole turn of another user), and the answer still ends
     as stopped."""
-    import threading
 
     from behest_chat.conversations import store
 
@@ -577,13 +579,7 @@ async def test_a_stop_waiting_on_the_database_holds_up_no_other_tab(
 
     monkeypatch.setattr(store, "request_stop", slow_request_stop)
     stopping = await tab.processor.enqueue(tab.token, tab.event("stop"))
-    try:
-        assert await asyncio.to_thread(marking.wait, 10)
-        await other.run("send", form_data={"prompt": "echo: meanwhile"})
-        assert shown_rows(await other.state())[-1]["content"] == "meanwhile"
-        assert not stopping.done()
-    finally:
-        release.set()
+    await _another_turn_completes_while_held(other, stopping, marking, release)
     await asyncio.wait_for(stopping.wait_all(), 10)
     await asyncio.wait_for(sending.wait_all(), 10)
     assert shown_rows(await tab.state())[-1]["status"] == "stopped"
@@ -594,7 +590,6 @@ async def test_a_reload_between_a_sends_store_and_its_start_shows_the_question_o
 ) -> None:
     """A reload whose load reads the conversation after a send stored its question, but
     before the send showed it, already shows the question: the send must not add it again."""
-    import threading
 
     from behest_chat.conversations import store
     from behest_chat.state import chat as chat_module
@@ -632,7 +627,6 @@ async def test_a_reload_between_a_sends_store_and_its_start_shows_the_question_o
 async def test_a_sends_request_goes_out_while_its_question_is_stored(
     tab: Tab, gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threading
 
     from behest_chat.state import chat as chat_module
 
