@@ -99,7 +99,9 @@ def test_reload_mid_answer_on_a_slow_network_shows_the_partial_while_streaming(
 ) -> None:
     sign_up(page, app_server.url)
     app_server.clear_faults()
-    ask(page, "long: 400")
+    # Long enough (about 15 s) to be still streaming when the slowed page has reloaded,
+    # however busy the machine.
+    ask(page, "long: 1000")
     partial = streaming_text(page, 150)
 
     def slow_live_drafts(route: Route) -> None:
@@ -114,7 +116,7 @@ def test_reload_mid_answer_on_a_slow_network_shows_the_partial_while_streaming(
     page.reload()
     shown = streaming_text(page, len(partial))
     assert shown.startswith(partial[:120])
-    expect(answers(page, "done")).to_have_count(1, timeout=30_000)
+    expect(answers(page, "done")).to_have_count(1, timeout=60_000)
 
 
 def test_a_dropped_websocket_reconnects_and_the_answer_completes(page: Page, app_server) -> None:
