@@ -505,6 +505,9 @@ _ENDINGS = {
     "timeout": "The answer stopped arriving in time. The part that arrived is kept; retry.",
 }
 _RETRYABLE = {"stopped", "error", "interrupted"}
+# How an ending's sentence speaks of the text kept; said otherwise when none is shown.
+_KEPT = "The part that arrived is kept"
+_NONE_KEPT = "No text had arrived"
 _NOT_CONTINUABLE = {"quota", "rate_limited", "auth", "forbidden", "bad_request"}
 
 
@@ -519,15 +522,17 @@ def message_rows(views: Sequence[MessageView]) -> list[dict[str, str]]:
     for v in views:
         tokens = v.prompt_tokens + v.completion_tokens
         failed = v.role == "assistant" and v.status in _RETRYABLE
+        # A reply that ended part way is shown without a last line that would render what
+        # never arrived (Continue still goes on from the stored text).
+        content = live_draft.unfinished_text(v.content) if failed else v.content
+        error = v.error if content or not failed else v.error.replace(_KEPT, _NONE_KEPT)
         rows.append(
             {
                 "id": str(v.id),
                 "role": v.role,
-                # A reply that ended part way is shown without a last line that would
-                # render what never arrived (Continue still goes on from the stored text).
-                "content": live_draft.unfinished_text(v.content) if failed else v.content,
+                "content": content,
                 "status": v.status,
-                "error": v.error,
+                "error": error,
                 "kind": v.error_kind,
                 "trace_id": v.trace_id,
                 "tokens": (

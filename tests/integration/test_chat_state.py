@@ -800,6 +800,23 @@ async def test_a_reply_cut_after_a_list_marker_shows_no_empty_item(tab: Tab, gat
     assert views[-1].content == "Steps:\n\n1. one\n2. two\n3."
 
 
+async def test_a_reply_cut_after_a_bare_heading_mark_says_no_text_arrived(
+    tab: Tab, gateway
+) -> None:
+    from behest_chat.conversations import store
+
+    # Frames: the role, then "#": a heading begun, nothing of it written.
+    gateway.set_fault(cut_after=2, count=1)
+    await tab.run("send", form_data={"prompt": "echo: # Title"})
+    state = await tab.state()
+    reply = shown_rows(state)[-1]
+    assert (reply["status"], reply["content"]) == ("error", "")
+    assert reply["error"] == "The answer was cut off. No text had arrived; retry."
+    assert reply["retry"] == "1"
+    views, _ = store.window(accounts.find_user("alice").user_id, state.conversation_id)
+    assert views[-1].content == "#"
+
+
 async def test_quota_error_is_explained_by_kind(tab: Tab, gateway) -> None:
     gateway.set_fault(status=402, code="quota_exceeded", count=1)
     await tab.run("send", form_data={"prompt": "hello"})
