@@ -125,15 +125,30 @@ export function markdownBlocks(text) {
 // A reply in progress whose last line is a block's marker alone would show what is not
 // written yet: "#" an empty heading, "-" or "=" under a line of text turns that line into
 // a heading, "-", "1." or ">" an empty item or quote, "`" a stray backtick where a code
-// fence begins. The marker waits for its words. (A reply that ends part way is shown the same
-// way: unfinished_text in behest_chat/live_draft.py.)
+// fence begins, "```py" an empty code block. The marker waits for its words. (A reply that
+// ends part way is shown the same way: unfinished_text in behest_chat/live_draft.py.)
 const BARE_MARKER = /(^|\n) {0,3}(#{1,6}|[-*+=_]+|\d{1,9}[.)]|>|`{1,2})[ \t]*$/;
 // A table's first row shows as a line of pipes until the row of dashes under it is done
 // and makes it a table: the two wait for that.
 const TABLE_HEAD = /(^|\n[ \t]*\n) {0,3}\|[^\n]*(\n {0,3}[-|: \t]*)?$/;
 
+// After an item of a numbered list, a number alone is the next item's marker begun ("3" of
+// "3."); rendered, it would join the item above as its last word.
+const NEXT_NUMBER = /((?:^|\n) {0,3}\d{1,9}[.)][ \t][^\n]*\n) {0,3}\d{1,9}[ \t]*$/;
+const FENCE = /^ {0,3}(`{3,}|~{3,})/gm;
+
 export function draftBlocks(text) {
-  return markdownBlocks(text.replace(BARE_MARKER, "$1").replace(TABLE_HEAD, "$1"));
+  const held = text.replace(BARE_MARKER, "$1").replace(NEXT_NUMBER, "$1").replace(TABLE_HEAD, "$1");
+  return markdownBlocks(withoutOpenFence(held));
+}
+
+// A code fence just opened, with no code after it yet, would show an empty code block.
+function withoutOpenFence(text) {
+  const fences = [...text.matchAll(FENCE)];
+  if (fences.length % 2 === 0) return text;
+  const last = fences[fences.length - 1];
+  const after = text.slice(last.index + last[0].length).trimEnd();
+  return after.includes("\n") ? text : text.slice(0, last.index);
 }
 
 function closesFence(line, fence) {

@@ -40,9 +40,9 @@ def piece_due(waiting_chars: int, waited_s: float, flush_s: float) -> bool:
 
 
 # What a reply cut off part way may end in that is not written yet (draftBlocks in
-# assets/live_draft.js hides the first two while it streams): a block's marker alone on the
-# last line, a table's first row without the row that makes it a table, a code fence begun
-# (an opening fence with no code after it), or a numbered list's next number.
+# assets/live_draft.js hides the same while it streams): a block's marker alone on the last
+# line, a table's first row without the row that makes it a table, a code fence begun (an
+# opening fence with no code after it), or a numbered list's next number.
 _BARE_MARKER = re.compile(r"(^|\n) {0,3}(#{1,6}|[-*+=_]+|\d{1,9}[.)]|>|`{1,2})[ \t]*\Z")
 _TABLE_HEAD = re.compile(r"(^|\n[ \t]*\n) {0,3}\|[^\n]*(\n {0,3}[-|: \t]*)?\Z")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.MULTILINE)

@@ -10,6 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.unit.test_live_draft import CUT_OFF_AFTER_WORDS, CUT_OFF_PART_WAY
+
 pytestmark = pytest.mark.e2e
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{16,}")
@@ -140,6 +142,9 @@ def test_a_reply_in_progress_renders_block_by_block(page: Page, app_server) -> N
     ]:
         assert page.evaluate(draft_blocks, shown + held) == page.evaluate(draft_blocks, shown)
     assert page.evaluate(draft_blocks, "Steps:\n- one") == ["Steps:\n- one"]
+    # While it streams, a reply shows what it would show if it ended there (unfinished_text).
+    for text, shown in [*CUT_OFF_PART_WAY, *((t, t) for t in CUT_OFF_AFTER_WORDS)]:
+        assert "".join(page.evaluate(draft_blocks, text)) == shown, text
     table = "Intro\n\n| a | b |\n|---|---|\n"
     assert "".join(page.evaluate(draft_blocks, table)) == table
     page.evaluate(

@@ -47,40 +47,40 @@ def test_a_piece_is_the_event_rx_call_script_makes() -> None:
     assert Event.from_event_type(rx.call_script(event.payload["javascript_code"])) == [event]
 
 
-@pytest.mark.parametrize(
-    ("text", "shown"),
-    [
-        ("Steps:\n\n1. one\n2. two\n3.", "Steps:\n\n1. one\n2. two\n"),
-        ("Steps:\n\n1. one\n2. two\n3", "Steps:\n\n1. one\n2. two\n"),
-        ("1) one\n12", "1) one\n"),
-        ("Points:\n- a\n- ", "Points:\n- a\n"),
-        ("Intro\n\n##", "Intro\n\n"),
-        ("Quote:\n>", "Quote:\n"),
-        ("Code:\n`", "Code:\n"),
-        ("Code:\n``", "Code:\n"),
-        ("Code:\n```python", "Code:\n"),
-        ("Code:\n```python\n", "Code:\n"),
-        ("Table:\n\n| a | b |\n|--", "Table:\n\n"),
-    ],
-)
+# A reply cut off there, and what the page shows of it (the live draft holds back the same:
+# tests/e2e/test_chat_flow.py checks assets/live_draft.js against these).
+CUT_OFF_PART_WAY = [
+    ("Steps:\n\n1. one\n2. two\n3.", "Steps:\n\n1. one\n2. two\n"),
+    ("Steps:\n\n1. one\n2. two\n3", "Steps:\n\n1. one\n2. two\n"),
+    ("1) one\n12", "1) one\n"),
+    ("Points:\n- a\n- ", "Points:\n- a\n"),
+    ("Intro\n\n##", "Intro\n\n"),
+    ("Quote:\n>", "Quote:\n"),
+    ("Code:\n`", "Code:\n"),
+    ("Code:\n``", "Code:\n"),
+    ("Code:\n```python", "Code:\n"),
+    ("Code:\n```python\n", "Code:\n"),
+    ("Table:\n\n| a | b |\n|--", "Table:\n\n"),
+]
+CUT_OFF_AFTER_WORDS = [
+    "Use `x` here",
+    "Code:\n```python\nprint(1)",
+    "Code:\n```\nx\n```",
+    "A sentence that stops mid",
+    "1. one\n2. two",
+    "The answer is:\n42",
+    "Items:\n- one\n3",
+    "| a | b |\n|---|---|\n| 1 | 2 |",
+]
+
+
+@pytest.mark.parametrize(("text", "shown"), CUT_OFF_PART_WAY)
 def test_a_reply_cut_off_part_way_is_shown_without_what_never_arrived(
     text: str, shown: str
 ) -> None:
     assert unfinished_text(text) == shown
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "Use `x` here",
-        "Code:\n```python\nprint(1)",
-        "Code:\n```\nx\n```",
-        "A sentence that stops mid",
-        "1. one\n2. two",
-        "The answer is:\n42",
-        "Items:\n- one\n3",
-        "| a | b |\n|---|---|\n| 1 | 2 |",
-    ],
-)
+@pytest.mark.parametrize("text", CUT_OFF_AFTER_WORDS)
 def test_a_reply_cut_off_after_written_words_is_shown_whole(text: str) -> None:
     assert unfinished_text(text) == text
