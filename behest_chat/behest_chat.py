@@ -22,6 +22,7 @@ app = rx.App(
         rx.el.script(src="/direct.js"),
         rx.el.script(src="/live_queue.js"),
         rx.el.script(src="/composer.js"),
+        rx.el.script(src="/copy.js"),
     ],
     api_transformer=create_api(get_settings(), get_client),
     # A Redis or database outage is named in one calm sentence, not "An error occurred".

@@ -8,19 +8,52 @@ that did not finish, the reason; the actions sit in a row below it.
 from __future__ import annotations
 
 import reflex as rx
+from reflex_base.vars import VarData
+from reflex_components_sonner.toast import toast_ref
 
 from behest_chat.components.layout import testid
 from behest_chat.live_draft import live_blocks, live_text
 from behest_chat.state.chat import ChatState
 
 
-def _code_block(text: str, **props: object) -> rx.Component:
-    return rx.code_block(text, can_copy=True, wrap_long_lines=True, **props)
+def copy_script(text: rx.Var[str]) -> rx.EventSpec:
+    """Copy ``text`` in the page (``assets/copy.js``); a toast says whether it worked."""
+    toast = str(toast_ref)
+    # At the top: at the bottom right, where toasts go by default, it would cover Send.
+    where = "position: 'top-center'"
+    said = (
+        f"(ok) => ok ? {toast}.success('Copied.', {{duration: 2000, {where}}})"
+        f" : {toast}.error('Could not copy. Select the text and copy it by hand.', {{{where}}})"
+    )
+    return rx.run_script(
+        rx.Var(
+            f"behestCopy({text!s}).then({said})",
+            _var_data=VarData.merge(text._get_all_var_data(), toast_ref._get_all_var_data()),
+        )
+    )
+
+
+def _code_block(text: rx.Var[str], **props: object) -> rx.Component:
+    copy = rx.icon_button(
+        rx.icon("copy", size=14),
+        size="1",
+        variant="ghost",
+        aria_label="Copy code",
+        type="button",
+        on_click=copy_script(text),
+        position="absolute",
+        top="0.6em",
+        right="0.6em",
+        **testid("copy-code"),
+    )
+    return rx.code_block(
+        text, can_copy=True, copy_button=copy, wrap_long_lines=True, margin_y="1em", **props
+    )
 
 
 def markdown(text: rx.Var[str]) -> rx.Component:
     """Model output is untrusted: raw HTML is shown as text, never rendered."""
-    return rx.markdown(text, use_raw=False, component_map={"codeblock": _code_block})
+    return rx.markdown(text, use_raw=False, component_map={"pre": _code_block})
 
 
 @rx.memo
@@ -109,6 +142,14 @@ def _actions(msg: rx.Var[dict[str, str]]) -> rx.Component:
     is_last = msg["id"] == ChatState.last_row_id
     return rx.hstack(
         _versions(msg),
+        rx.button(
+            "Copy",
+            size="1",
+            variant="ghost",
+            aria_label=rx.cond(is_user, "Copy question", "Copy answer"),
+            on_click=copy_script(msg["content"]),
+            **testid("copy"),
+        ),
         rx.cond(
             is_user,
             _action("Edit", ChatState.start_edit(msg["id"]), "edit", aria_label="Edit question"),

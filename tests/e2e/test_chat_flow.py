@@ -69,6 +69,7 @@ def test_register_ask_and_watch_the_answer_stream(page: Page, app_server) -> Non
     assert len(done.inner_text()) >= lengths[-1] * 0.5
     # The model's markdown renders as HTML (a code block with a copy button), not raw text.
     expect(done.locator("pre, code").first).to_be_visible()
+    expect(done.get_by_test_id("copy-code")).to_be_visible()
 
 
 def test_the_composer_is_one_line_again_after_a_long_question(page: Page, app_server) -> None:
@@ -163,6 +164,39 @@ def test_a_reply_in_progress_renders_block_by_block(page: Page, app_server) -> N
     done = assistant_messages(page).and_(page.locator('[data-status="done"]'))
     expect(done).to_have_count(1, timeout=30_000)
     assert page.evaluate("window.__emptyHeadings") == 0, "an empty heading was shown"
+
+
+def test_copy_puts_an_answer_or_its_code_on_the_clipboard(page: Page, app_server) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    register(page)
+    answer = "Run this:\n\n```python\nprint('hi')\n```"
+    ask(page, f"echo: {answer}")
+    done = assistant_messages(page).and_(page.locator('[data-status="done"]'))
+    expect(done).to_have_count(1, timeout=30_000)
+    toasts = page.locator("[data-sonner-toast]")
+
+    page.get_by_test_id("copy").last.click()
+    expect(toasts.filter(has_text="Copied.")).to_have_count(1)
+    assert page.evaluate("navigator.clipboard.readText()") == answer
+    done.get_by_test_id("copy-code").click()
+    expect(toasts.filter(has_text="Copied.")).to_have_count(2)
+    assert page.evaluate("navigator.clipboard.readText()") == "print('hi')"
+
+
+def test_copy_works_where_the_clipboard_api_is_missing(page: Page, app_server) -> None:
+    """A demo served over plain http on a LAN address has no navigator.clipboard."""
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    register(page)
+    ask(page, "echo: Plain words to copy")
+    done = assistant_messages(page).and_(page.locator('[data-status="done"]'))
+    expect(done).to_have_count(1, timeout=30_000)
+    page.evaluate("Object.defineProperty(navigator, 'clipboard', {value: undefined})")
+
+    page.get_by_test_id("copy").first.click()  # the question
+    expect(page.locator("[data-sonner-toast]").filter(has_text="Copied.")).to_have_count(1)
+    reader = page.context.new_page()
+    reader.goto("/login")
+    assert reader.evaluate("navigator.clipboard.readText()") == "echo: Plain words to copy"
 
 
 def test_reload_keeps_sign_in_and_sign_out_ends_the_session(page: Page, app_server) -> None:
