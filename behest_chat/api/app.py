@@ -11,6 +11,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from behest_chat.api.auth import login_handler, logout_handler, register_handler
 from behest_chat.api.examples import example_routes
+from behest_chat.api.export import export_routes
 from behest_chat.api.http import ALL_METHODS, Handler, guarded
 from behest_chat.api.token import token_handler
 from behest_chat.behest import BehestClient
@@ -30,8 +31,10 @@ def create_api(
 ) -> Starlette:
     """Build the API routes.
 
-    Routes: ``POST /api/auth/register``, ``POST /api/auth/login``, ``POST /api/auth/logout``
-    and ``POST /api/behest/token`` (see ``api/auth.py`` and ``api/token.py``). The database is
+    Routes: ``POST /api/auth/register``, ``POST /api/auth/login``, ``POST /api/auth/logout``,
+    ``POST /api/behest/token`` and ``GET /api/conversations/{id}/export`` (see
+    ``api/auth.py``, ``api/token.py`` and ``api/export.py``), and the example page's
+    (``api/examples.py``). The database is
     the process's (``behest_chat.db``). With ``APP_TRUSTED_PROXIES``, a request from one of
     those proxies is taken to come from the client its ``X-Forwarded-For`` names (for the
     sign-in and sign-up limits).
@@ -67,5 +70,6 @@ def create_api(
             route("/api/auth/logout", logout_handler(settings, after_sign_out), with_ok=True),
             route(TOKEN_PATH, token_handler(settings, client_provider), with_ok=False),
             *example_routes(settings),
+            *export_routes(settings),
         ]
     )

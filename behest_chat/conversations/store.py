@@ -66,6 +66,7 @@ __all__ = [
     "streaming_answer",
     "title_from",
     "view_of",
+    "visible_branch",
     "window",
 ]
 
@@ -783,6 +784,20 @@ def window(
             return [], False
         has_older = rows[0].parent_id is not None
         return _with_versions(db, conversation_id, rows), has_older
+
+
+def visible_branch(
+    user_id: int, conversation_id: str
+) -> tuple[Conversation, list[Message]] | None:
+    """The conversation and every message of the branch it shows, oldest first (``None``
+    for another user's conversation or one that does not exist)."""
+    with session_scope() as db:
+        conversation = get_conversation(user_id, conversation_id, db=db)
+        if conversation is None:
+            return None
+        leaf = conversation.leaf_id
+        rows = _ancestors(db, leaf, None) if leaf is not None else []
+        return conversation, [m for m in rows if m.conversation_id == conversation_id]
 
 
 def branch_history(

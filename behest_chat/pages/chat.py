@@ -9,6 +9,7 @@ threshold, so a block that changes height while streaming does not break it.
 from __future__ import annotations
 
 import reflex as rx
+from reflex_components_core.react_router.dom import ReactRouterLink
 
 from behest_chat.components.composer import composer
 from behest_chat.components.layout import page, testid
@@ -170,6 +171,27 @@ def _mobile_bar() -> rx.Component:
             **testid("toggle-sidebar"),
         ),
         rx.text(ChatState.title, weight="bold", truncate=True, **testid("conversation-title")),
+        rx.spacer(),
+        rx.cond(
+            ChatState.conversation_id != "",
+            # The browser downloads the file (api/export.py) and stays here; without
+            # reload_document the page's router would take the address for a page of its own.
+            ReactRouterLink.create(
+                rx.icon("download", size=14),
+                "Export",
+                to=f"/api/conversations/{ChatState.conversation_id}/export",
+                reload_document=True,
+                download="",
+                title="Download this conversation as Markdown",
+                display="inline-flex",
+                align_items="center",
+                gap="0.3em",
+                flex_shrink="0",
+                font_size="var(--font-size-1)",
+                color="var(--accent-11)",
+                **testid("export"),
+            ),
+        ),
         width="100%",
         padding_x="0.75em",
         padding_top="0.5em",

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
@@ -407,6 +408,15 @@ def test_a_1000_turn_conversation_opens_in_under_a_second(page: Page, app_server
     expect(messages.last.locator("..").get_by_test_id("regenerate")).to_have_count(1)
     # The page never received the whole history.
     assert sum(received) < 150_000, f"{sum(received)} websocket bytes"
+    # Export downloads all of it, not only the pages shown.
+    with page.expect_download() as info:
+        page.get_by_test_id("export").click()
+    download = info.value
+    text = Path(download.path()).read_text(encoding="utf-8")
+    assert download.suggested_filename.endswith(".md")
+    assert text.count("\n## You\n") == 1000 and text.count("\n## Assistant\n") == 1000
+    assert "Question 0: how does item 0 work?" in text and "Answer 999: item" in text
+    expect(page.get_by_test_id("message")).to_have_count(100)  # the page stayed
 
 
 def test_a_turn_keeps_the_messages_already_on_the_page(page: Page, app_server) -> None:

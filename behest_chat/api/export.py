@@ -1,0 +1,92 @@
+"""``GET /api/conversations/{id}/export``: a conversation as a Markdown file.
+
+What it holds is the branch the conversation shows (the versions picked with the arrows), oldest
+first: each question and answer under a heading, an answer that did not finish with its
+reason. The signed-in user's own conversations only: 401 without a session, 404 for one
+that does not exist or is someone else's (the two are not told apart).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from behest_chat import live_draft
+from behest_chat.accounts.models import utcnow
+from behest_chat.accounts.sessions import SESSION_COOKIE, resolve
+from behest_chat.api.http import ALL_METHODS, guarded, json_error
+from behest_chat.conversations import store
+from behest_chat.conversations.models import Message
+from behest_chat.settings import Settings
+
+__all__ = ["EXPORT_PATH", "export_markdown", "export_path", "export_routes", "file_name"]
+
+EXPORT_PATH = "/api/conversations/{conversation_id}/export"
+_UNFINISHED = {"stopped", "error", "interrupted"}
+_SPEAKERS = {"user": "You", "assistant": "Assistant"}
+
+
+def export_path(conversation_id: str) -> str:
+    return EXPORT_PATH.replace("{conversation_id}", conversation_id)
+
+
+def export_routes(settings: Settings) -> list[Route]:
+    """The route of this module, for ``create_api``."""
+
+    async def export(request: Request) -> Response:
+        user = await run_in_threadpool(resolve, request.cookies.get(SESSION_COOKIE))
+        if user is None:
+            return json_error(401, "not signed in", with_ok=False)
+        found = await run_in_threadpool(
+            store.visible_branch, user.user_id, request.path_params["conversation_id"]
+        )
+        if found is None:
+            return json_error(404, "no such conversation", with_ok=False)
+        conversation, messages = found
+        name = file_name(conversation.title)
+        return Response(
+            export_markdown(conversation.title, messages, utcnow()),
+            media_type="text/markdown; charset=utf-8",
+            headers={
+                # The plain name for old clients, the UTF-8 one (RFC 6266) for the rest.
+                "Content-Disposition": (
+                    f"attachment; filename=\"{name.encode('ascii', 'replace').decode()}\"; "
+                    f"filename*=UTF-8''{quote(name)}"
+                )
+            },
+        )
+
+    endpoint = guarded(export, methods=["GET"], app_origins=settings.app_origins, with_ok=False)
+    return [Route(EXPORT_PATH, endpoint, methods=ALL_METHODS)]
+
+
+def export_markdown(title: str, messages: Sequence[Message], now: datetime) -> str:
+    """The file's text: the title, when it was exported, then every message."""
+    parts = [
+        f"# {title or 'Conversation'}",
+        f"Exported from behest-chat on {now:%Y-%m-%d %H:%M} UTC.",
+    ]
+    for message in messages:
+        unfinished = message.role == "assistant" and message.status in _UNFINISHED
+        # As the page shows it: an answer that ended part way without a marker begun.
+        text = live_draft.unfinished_text(message.content) if unfinished else message.content
+        parts.append(f"## {_SPEAKERS.get(message.role, message.role)}")
+        if text.strip():
+            parts.append(text.strip("\n"))
+        if unfinished and message.error:
+            parts.append(f"> {message.error}")
+    return "\n\n".join(parts) + "\n"
+
+
+def file_name(title: str) -> str:
+    """``"Plans for Tuesday?"`` → ``"plans-for-tuesday.md"``; letters of any script stay."""
+    words = re.findall(r"\w+", title.lower())
+    stem = "-".join(words)[:60].strip("-") or "conversation"
+    return f"{stem}.md"
