@@ -173,7 +173,7 @@ def _mobile_bar() -> rx.Component:
         rx.text(ChatState.title, weight="bold", truncate=True, **testid("conversation-title")),
         rx.spacer(),
         rx.cond(
-            ChatState.conversation_id != "",
+            (ChatState.conversation_id != "") & ~ChatState.missing,
             # The browser downloads the file (api/export.py) and stays here; without
             # reload_document the page's router would take the address for a page of its own.
             ReactRouterLink.create(

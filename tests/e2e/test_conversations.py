@@ -522,6 +522,9 @@ def test_two_users_never_see_each_others_conversations(
             expect(intruder.get_by_test_id("conversation-missing")).to_be_visible()
             expect(intruder.get_by_test_id("message")).to_have_count(0)
             expect(intruder.get_by_test_id("composer-input")).to_be_disabled()
+            expect(intruder.get_by_test_id("export")).to_have_count(0)
+        export = intruder.request.get(f"/api/conversations/{theirs}/export")
+        assert export.status == 404 and "private note" not in export.text()
         assert "private note" not in intruder.content()
         shot(intruder, "test_two_users_never_see_each_others_conversations-intruder")
     finally:
