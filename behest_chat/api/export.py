@@ -82,6 +82,8 @@ def export_markdown(title: str, messages: Sequence[Message], now: datetime) -> s
             parts.append(text.strip("\n"))
         if unfinished and message.error:
             parts.append(f"> {message.error}")
+        elif message.role == "assistant" and message.status == "streaming":
+            parts.append("> Still being written when this file was made.")
     return "\n\n".join(parts) + "\n"
 
 

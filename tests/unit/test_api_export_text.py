@@ -42,3 +42,12 @@ def test_an_empty_answer_that_failed_shows_only_its_reason() -> None:
         "# Hi\n\nExported from behest-chat on 2026-12-01 09:05 UTC.\n\n"
         "## You\n\nhello\n\n## Assistant\n\n> The gateway refused the request.\n"
     )
+
+
+def test_an_answer_still_streaming_is_marked_so() -> None:
+    messages = [
+        Message(conversation_id="c", role="user", content="hello", status="done"),
+        Message(conversation_id="c", role="assistant", content="Hel", status="streaming"),
+    ]
+    text = export_markdown("Hi", messages, datetime(2026, 12, 1, 9, 5, tzinfo=UTC))
+    assert text.endswith("## Assistant\n\nHel\n\n> Still being written when this file was made.\n")
