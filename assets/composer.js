@@ -2,6 +2,7 @@
 // was typed there since the page opened: text typed right after clicking "New chat", before
 // the new page's state arrives, must not be wiped by its empty draft. The chat page stays
 // mounted from one conversation to the next, so pages are told apart by navigations.
+// Escape stops the answer being written.
 (function () {
   let navigations = 0;
   let typedAt = -1;
@@ -33,6 +34,17 @@
     const box = document.getElementById("prompt");
     if (box) fill(box, "");
   };
+  // Escape stops the answer being written, as in other chat apps: from the composer or the
+  // page, not from a dialog or another box, where Escape keeps its own meaning.
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || event.isComposing || event.defaultPrevented) return;
+    const box = event.target.closest?.("input, textarea, select, [contenteditable]");
+    if ((box && box.id !== "prompt") || document.querySelector('[role="dialog"]')) return;
+    const stop = document.querySelector('[data-testid="stop"]:not([disabled])');
+    if (!stop) return;
+    event.preventDefault();
+    stop.click();
+  });
   window.behestSeedComposer = function (text, tries = 0) {
     const box = document.getElementById("prompt");
     if (!box) {

@@ -82,6 +82,8 @@ def composer() -> rx.Component:
                         color_scheme="red",
                         on_click=ChatState.stop,
                         aria_label="Stop the answer",
+                        aria_keyshortcuts="Escape",
+                        title="Stop (Esc)",
                         **testid("stop"),
                     ),
                     rx.button(

@@ -76,6 +76,21 @@ def test_stop_keeps_the_partial_and_the_gateway_sees_the_cancel(page: Page, app_
     expect(answers(page, "stopped")).to_contain_text(partial[:60])
 
 
+def test_escape_stops_the_answer_but_not_from_another_box(page: Page, app_server) -> None:
+    sign_up(page, app_server.url)
+    app_server.clear_faults()
+    ask(page, "long: 400")
+    streaming_text(page, 40)
+    # Escape in the sidebar's search box is that box's own: the answer goes on.
+    page.get_by_test_id("search").press("Escape")
+    before = len(streaming_text(page, 1))
+    streaming_text(page, before + 20)
+    expect(answers(page, "streaming")).to_have_count(1)
+    page.get_by_test_id("composer-input").press("Escape")
+    expect(answers(page, "stopped")).to_have_count(1)
+    expect(page.get_by_test_id("send")).to_be_visible()
+
+
 def test_reload_mid_answer_shows_the_partial_and_the_answer_completes(
     page: Page, app_server
 ) -> None:
