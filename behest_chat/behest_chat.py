@@ -7,6 +7,7 @@ from behest_chat.api import create_api
 from behest_chat.outages import backend_exception_handler
 from behest_chat.pages.auth_forms import login_page, register_page
 from behest_chat.pages.chat import chat_page
+from behest_chat.pages.not_found import not_found_page
 from behest_chat.pages.settings import settings_page
 from behest_chat.pages.usage import usage_page
 from behest_chat.services import get_client, lifespan
@@ -48,5 +49,6 @@ app.add_page(
     register_page, route=routes.REGISTER, title="Create account · behest-chat",
     on_load=AuthState.redirect_signed_in,
 )
+app.add_page(not_found_page, route="404", title="Page not found · behest-chat")
 
 __all__ = ["ChatState", "app"]

@@ -199,6 +199,15 @@ def test_copy_works_where_the_clipboard_api_is_missing(page: Page, app_server) -
     assert reader.evaluate("navigator.clipboard.readText()") == "echo: Plain words to copy"
 
 
+def test_an_unknown_address_says_so_and_leads_back(page: Page, app_server) -> None:
+    register(page)
+    page.goto("/no/such/page")
+    expect(page.get_by_test_id("not-found")).to_contain_text("Page not found")
+    expect(page).to_have_title("Page not found · behest-chat")
+    page.get_by_test_id("back-to-chat").click()
+    expect(page.get_by_test_id("composer-input")).to_be_visible()
+
+
 def test_reload_keeps_sign_in_and_sign_out_ends_the_session(page: Page, app_server) -> None:
     username = register(page)
     token = page.request.post("/api/behest/token")
