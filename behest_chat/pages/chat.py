@@ -168,10 +168,20 @@ def _mobile_bar() -> rx.Component:
             size="2",
             on_click=ChatState.toggle_sidebar,
             aria_expanded=rx.cond(ChatState.sidebar_open, "true", "false"),
+            flex_shrink="0",
             **testid("toggle-sidebar"),
         ),
-        rx.text(ChatState.title, weight="bold", truncate=True, **testid("conversation-title")),
-        rx.spacer(),
+        rx.text(
+            ChatState.title,
+            weight="bold",
+            # One line, cut short, beside the links: not wrapped under them.
+            white_space="nowrap",
+            overflow="hidden",
+            text_overflow="ellipsis",
+            flex="1",
+            min_width="0",
+            **testid("conversation-title"),
+        ),
         rx.cond(
             (ChatState.conversation_id != "") & ~ChatState.missing,
             # The browser downloads the file (api/export.py) and stays here; without

@@ -544,7 +544,11 @@ def test_mobile_layout_and_dark_theme(app_server, browser: Browser) -> None:
     try:
         page = context.new_page()
         sign_up(page, app_server.url)
-        ask_and_wait(page, "echo: small screens")
+        ask_and_wait(page, "echo: small screens, and a title far too long for one of them")
+        # The title keeps to one line beside "Conversations" and "Export", cut short.
+        title = page.get_by_test_id("conversation-title").bounding_box()
+        export = page.get_by_test_id("export").bounding_box()
+        assert title and export and title["height"] < 30 and export["x"] + export["width"] <= 390
         sidebar = page.get_by_test_id("sidebar")
         expect(sidebar).to_be_hidden()
         toggle = page.get_by_test_id("toggle-sidebar")
