@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import httpx
 
 from behest_chat.conversations import store
-from tests.fixtures.app_api import APP_ORIGIN, sign_up
-
-
-def user_id(server, username: str) -> int:
-    with sqlite3.connect(server.database.path) as conn:
-        (found,) = conn.execute("SELECT id FROM user WHERE username = ?", (username,)).fetchone()
-    return found
+from tests.fixtures.app_api import APP_ORIGIN, sign_up, user_id
 
 
 def turn(owner: int, conversation_id: str, question: str, answer: str, **ending: str) -> int:

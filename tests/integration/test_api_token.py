@@ -15,16 +15,10 @@ import pytest
 
 from behest_chat.accounts.models import utcnow
 from behest_chat.behest import keys
-from tests.fixtures.app_api import APP_ORIGIN, sign_up, verified_claims
+from tests.fixtures.app_api import APP_ORIGIN, sign_up, user_id, verified_claims
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "/api/behest/token"
-
-
-def user_id(server, username: str) -> int:
-    with sqlite3.connect(server.database.path) as conn:
-        (found,) = conn.execute("SELECT id FROM user WHERE username = ?", (username,)).fetchone()
-    return found
 
 
 def test_signed_in_user_gets_a_token_for_themselves(api_server, gateway) -> None:
