@@ -12,6 +12,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from behest_chat.api.auth import login_handler, logout_handler, register_handler
 from behest_chat.api.examples import example_routes
 from behest_chat.api.export import export_routes
+from behest_chat.api.health import health_routes
 from behest_chat.api.http import ALL_METHODS, Handler, guarded
 from behest_chat.api.token import token_handler
 from behest_chat.behest import BehestClient
@@ -32,9 +33,9 @@ def create_api(
     """Build the API routes.
 
     Routes: ``POST /api/auth/register``, ``POST /api/auth/login``, ``POST /api/auth/logout``,
-    ``POST /api/behest/token`` and ``GET /api/conversations/{id}/export`` (see
-    ``api/auth.py``, ``api/token.py`` and ``api/export.py``), and the example page's
-    (``api/examples.py``). The database is
+    ``POST /api/behest/token``, ``GET /api/conversations/{id}/export`` and ``GET
+    /api/health`` (see ``api/auth.py``, ``api/token.py``, ``api/export.py`` and
+    ``api/health.py``), and the example page's (``api/examples.py``). The database is
     the process's (``behest_chat.db``). With ``APP_TRUSTED_PROXIES``, a request from one of
     those proxies is taken to come from the client its ``X-Forwarded-For`` names (for the
     sign-in and sign-up limits).
@@ -71,5 +72,6 @@ def create_api(
             route(TOKEN_PATH, token_handler(settings, client_provider), with_ok=False),
             *example_routes(settings),
             *export_routes(settings),
+            *health_routes(settings),
         ]
     )
