@@ -23,6 +23,7 @@ _HOOK = VarData(
     hooks={"const liveDrafts = useLiveDrafts()": None},
 )
 _BLOCKS = VarData(imports={"$/public/live_draft.js": [ImportVar(tag="draftBlocks")]})
+_FINISHED_BLOCKS = VarData(imports={"$/public/live_draft.js": [ImportVar(tag="markdownBlocks")]})
 
 
 # A piece costs ~150 bytes of framing on the websocket, so pieces are few and large: one goes
@@ -96,4 +97,16 @@ def live_blocks(answer_id: rx.Var[int]) -> rx.Var[list[str]]:
     text = live_text(answer_id)
     return rx.Var(
         f"draftBlocks({text!s})", _var_data=VarData.merge(_BLOCKS, text._get_all_var_data())
+    ).to(list[str])
+
+
+def finished_blocks(text: rx.Var[str]) -> rx.Var[list[str]]:
+    """A finished message's text as the same top-level blocks :func:`live_blocks` gives.
+
+    The answer that just streamed keeps its rendered blocks when it becomes a finished row:
+    only a block whose text changed renders again.
+    """
+    return rx.Var(
+        f"markdownBlocks({text!s})",
+        _var_data=VarData.merge(_FINISHED_BLOCKS, text._get_all_var_data()),
     ).to(list[str])

@@ -1,5 +1,6 @@
 """One chat message: markdown with raw HTML off, the mark of a turn that did not finish,
-and the actions under it (retry, continue, regenerate, edit, versions, tokens, trace id).
+and the actions under it (copy, retry, continue, regenerate, edit, versions, tokens, trace
+id). The answer being written is a message row too, until the stored answer replaces it.
 
 The bubble (``data-testid="message"``) holds only the message itself and, for an answer
 that did not finish, the reason; the actions sit in a row below it.
@@ -12,7 +13,7 @@ from reflex_base.vars import VarData
 from reflex_components_sonner.toast import toast_ref
 
 from behest_chat.components.layout import testid
-from behest_chat.live_draft import live_blocks, live_text
+from behest_chat.live_draft import finished_blocks, live_blocks, live_text
 from behest_chat.state.chat import ChatState
 
 
@@ -221,13 +222,31 @@ def _edit_box(msg: rx.Var[dict[str, str]]) -> rx.Component:
 
 
 def message(msg: rx.Var[dict[str, str]]) -> rx.Component:
-    """A finished message from the history list, with its actions."""
+    """A message row with its actions; the row ``live`` is the answer being written.
+
+    The answer being written and the finished answer that replaces it are the same row
+    (same key, same place, same list of blocks), so when the answer ends only the blocks
+    whose text changed render again, not the whole answer at once.
+    """
     is_user = msg["role"] == "user"
+    live = msg["live"] == "1"
+    blocks = rx.cond(live, live_blocks(msg["id"]), finished_blocks(msg["content"]))
+    answer = rx.box(
+        # A line break between blocks, as one markdown render puts there: the text of the
+        # answer (textContent, what is copied and searched) keeps its blocks apart.
+        rx.foreach(blocks, lambda block: rx.fragment(memo_markdown(content=block), "\n")),
+        # Relayed or streamed by the page itself (browser-direct): rendered the same way.
+        custom_attrs={
+            "data-testid": rx.cond(
+                live, rx.cond(ChatState.direct, "direct-draft", "live-draft"), "answer-text"
+            )
+        },
+    )
     body = rx.fragment(
         rx.cond(
             is_user,
             rx.text(msg["content"], white_space="pre-wrap"),
-            memo_markdown(content=msg["content"]),
+            rx.cond(live & (live_text(msg["id"]) == ""), _phase(), answer),
         ),
         rx.cond(
             (msg["status"] != "done") & (msg["error"] != ""),
@@ -246,7 +265,7 @@ def message(msg: rx.Var[dict[str, str]]) -> rx.Component:
             _edit_box(msg),
             bubble(msg["role"], body, msg["status"], **{"data-message-id": msg["id"]}),
         ),
-        _actions(msg),
+        rx.cond(live, rx.fragment(), _actions(msg)),
         spacing="1",
         align=rx.cond(is_user, "end", "start"),
         align_self=rx.cond(is_user, "flex-end", "flex-start"),
@@ -258,60 +277,33 @@ def message(msg: rx.Var[dict[str, str]]) -> rx.Component:
     )
 
 
-def draft() -> rx.Component:
-    """The reply in progress, or the phase before its first token (or the 429 countdown)."""
+def _phase() -> rx.Component:
+    """Before the first text of the answer being written: its phase, or the 429 countdown."""
     return rx.cond(
-        ChatState.busy,
-        rx.box(
-            bubble(
-                "assistant",
-                rx.cond(
-                    ChatState.phase == "rate_limited",
-                    rx.hstack(
-                        rx.icon("timer", size=16),
-                        rx.text(
-                            "The gateway asked to slow down. Retrying in ",
-                            rx.el.span(ChatState.retry_in, **testid("countdown-seconds")),
-                            " s…",
-                            color_scheme="amber",
-                            **testid("countdown"),
-                        ),
-                        align="center",
-                    ),
-                    rx.cond(
-                        live_text(ChatState.live_answer_id) != "",
-                        # Relayed or streamed by the page itself (browser-direct): the
-                        # same pieces, rendered the same way.
-                        rx.box(
-                            rx.foreach(
-                                live_blocks(ChatState.live_answer_id),
-                                lambda block: memo_markdown(content=block),
-                            ),
-                            custom_attrs={
-                                "data-testid": rx.cond(
-                                    ChatState.direct, "direct-draft", "live-draft"
-                                )
-                            },
-                        ),
-                        rx.hstack(
-                            rx.spinner(size="2"),
-                            rx.text(
-                                rx.match(
-                                    ChatState.phase,
-                                    ("connecting", "Connecting…"),
-                                    ("waiting", "Waiting for the model…"),
-                                    "Streaming…",
-                                ),
-                                color_scheme="gray",
-                                **testid("turn-phase"),
-                            ),
-                            align="center",
-                        ),
-                    ),
-                ),
-                "streaming",
+        ChatState.phase == "rate_limited",
+        rx.hstack(
+            rx.icon("timer", size=16),
+            rx.text(
+                "The gateway asked to slow down. Retrying in ",
+                rx.el.span(ChatState.retry_in, **testid("countdown-seconds")),
+                " s…",
+                color_scheme="amber",
+                **testid("countdown"),
             ),
-            align_self="flex-start",
-            max_width="min(46em, 92%)",
+            align="center",
+        ),
+        rx.hstack(
+            rx.spinner(size="2"),
+            rx.text(
+                rx.match(
+                    ChatState.phase,
+                    ("connecting", "Connecting…"),
+                    ("waiting", "Waiting for the model…"),
+                    "Streaming…",
+                ),
+                color_scheme="gray",
+                **testid("turn-phase"),
+            ),
+            align="center",
         ),
     )

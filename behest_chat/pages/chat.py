@@ -13,7 +13,7 @@ from reflex_components_core.react_router.dom import ReactRouterLink
 
 from behest_chat.components.composer import composer
 from behest_chat.components.layout import page, testid
-from behest_chat.components.message import draft, message
+from behest_chat.components.message import message
 from behest_chat.components.sidebar import sidebar
 from behest_chat.state.chat import ChatState
 
@@ -119,9 +119,9 @@ def _messages() -> rx.Component:
                     ),
                 ),
                 _empty_state(),
-                rx.foreach(ChatState.messages, message),
-                rx.foreach(ChatState.recent, message),
-                draft(),
+                # One list in the page, so that a row moved from the tail into the window
+                # (a fold) keeps what it rendered.
+                rx.foreach(ChatState.messages + ChatState.tail, message),
                 spacing="3",
                 width="100%",
                 max_width="52em",

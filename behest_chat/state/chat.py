@@ -125,6 +125,17 @@ _recorders: dict[int, TurnRecorder] = {}
 # page reports).
 _direct_waits: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
 
+# The answer being written, as a row (its text is the page's: live_draft.py).
+_LIVE_ROW = {
+    "role": "assistant",
+    "live": "1",
+    "status": "streaming",
+    **dict.fromkeys(
+        ("content", "error", "kind", "trace_id", "tokens", "retry", "regenerate", "continue"), ""
+    ),
+    "version": "1",
+    "versions": "1",
+}
 # Rows ``recent`` holds before they are folded into ``messages`` (one resend of the window).
 _RECENT_ROWS = 8
 
@@ -203,6 +214,17 @@ class ChatState(AuthState):
     _direct_session_id: str = ""
     _direct_prefix: str = ""
     _direct_prompt_tokens: int = 0
+
+    @rx.var
+    def tail(self) -> list[dict[str, str]]:
+        """``recent``, then the answer being written while a turn runs.
+
+        One row component renders both (``components/message.py``): when the turn ends,
+        the stored answer takes the place of the live row, with the same key.
+        """
+        if not self.phase:
+            return self.recent
+        return [*self.recent, {**_LIVE_ROW, "id": str(self.live_answer_id)}]
 
     @rx.var
     def busy(self) -> bool:

@@ -166,6 +166,28 @@ def test_a_reply_in_progress_renders_block_by_block(page: Page, app_server) -> N
     assert page.evaluate("window.__emptyHeadings") == 0, "an empty heading was shown"
 
 
+def test_a_finished_answer_keeps_what_it_rendered_while_streaming(page: Page, app_server) -> None:
+    """The stored answer takes the place of the one being written: its blocks are not
+    rendered again (a long answer would freeze the page for a moment when it ends), nor
+    when later turns move it from the newest rows into the window (a fold)."""
+    register(page)
+    ask(page, "long: 300")
+    # The heading's block is done once the paragraph after it has begun: a block still
+    # growing renders again with each piece, as it should.
+    draft = page.get_by_test_id("live-draft")
+    expect(draft.locator("h2").first).to_have_text("Streaming in practice", timeout=15_000)
+    expect(draft.locator("p").first).to_be_visible()
+    draft.locator("h2").first.evaluate("h => { window.__heading = h; }")
+    done = assistant_messages(page).and_(page.locator('[data-status="done"]'))
+    expect(done).to_have_count(1, timeout=30_000)
+    kept = "window.__heading.isConnected && window.__heading.closest('[data-status=done]')"
+    assert page.evaluate(f"!!({kept})"), "the answer's heading was rendered again"
+    for n in range(2, 6):  # the fifth turn folds the newest rows into the window
+        ask(page, f"echo: turn {n}")
+        expect(done).to_have_count(n, timeout=30_000)
+    assert page.evaluate(f"!!({kept})"), "the answer was rendered again when rows moved"
+
+
 def test_copy_puts_an_answer_or_its_code_on_the_clipboard(page: Page, app_server) -> None:
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     register(page)
