@@ -89,7 +89,7 @@ def _empty_state() -> rx.Component:
         ),
         rx.cond(
             (ChatState.messages.length() == 0)
-            & (ChatState.recent.length() == 0)
+            & (ChatState.tail.length() == 0)
             & ~ChatState.busy,
             rx.center(
                 rx.text("Ask a question to start.", color_scheme="gray", **testid("empty-chat")),

@@ -2,7 +2,7 @@
 
 Conversations live in the database (:mod:`behest_chat.conversations`); this state holds only
 what the tab shows: the last page of the visible branch (``messages``, then the rows added
-since in ``recent``; older pages on demand), the sidebar list, and which answer is in
+since in ``tail``; older pages on demand), the sidebar list, and which answer is in
 progress (``live_answer_id``). Its text goes to the page as pieces
 (:mod:`behest_chat.live_draft`) at most every
 ``APP_STREAM_FLUSH_MS``. The conversation id comes from the URL (``/chat/<id>``) and every
@@ -136,7 +136,7 @@ _LIVE_ROW = {
     "version": "1",
     "versions": "1",
 }
-# Rows ``recent`` holds before they are folded into ``messages`` (one resend of the window).
+# Rows ``_recent`` holds before they are folded into ``messages`` (one resend of the window).
 _RECENT_ROWS = 8
 
 # With this many answers streaming in this process, each one's socket is read once per
@@ -164,8 +164,9 @@ class ChatState(AuthState):
     messages: list[dict[str, str]] = []  # noqa: RUF012
     # The rows shown after ``messages`` since the window was last set whole: a turn appends
     # its question and answer here, so what goes to the page is a few rows, not the whole
-    # window (Reflex resends a changed list var whole). Folded in at _RECENT_ROWS.
-    recent: list[dict[str, str]] = []  # noqa: RUF012
+    # window (Reflex resends a changed list var whole). Folded in at _RECENT_ROWS. The page
+    # gets them through ``tail``.
+    _recent: list[dict[str, str]] = []  # noqa: RUF012
     # The id of the last row shown: Regenerate and Continue are offered on that row only,
     # so a new question moves them on without rewriting the row that had them.
     last_row_id: str = ""
@@ -217,14 +218,15 @@ class ChatState(AuthState):
 
     @rx.var
     def tail(self) -> list[dict[str, str]]:
-        """``recent``, then the answer being written while a turn runs.
+        """The rows since the window was last set whole, then the answer being written while a
+        turn runs.
 
         One row component renders both (``components/message.py``): when the turn ends,
         the stored answer takes the place of the live row, with the same key.
         """
         if not self.phase:
-            return self.recent
-        return [*self.recent, {**_LIVE_ROW, "id": str(self.live_answer_id)}]
+            return self._recent
+        return [*self._recent, {**_LIVE_ROW, "id": str(self.live_answer_id)}]
 
     @rx.var
     def busy(self) -> bool:
@@ -1224,7 +1226,7 @@ class ChatState(AuthState):
             return _rows_after_turn(user, turn.conversation_id, search)
 
         # As the tab last showed them (read without the lock; _show_ending checks again).
-        search, shown = self.search, len(self.messages) + len(self.recent)
+        search, shown = self.search, len(self.messages) + len(self._recent)
         rows = await asyncio.to_thread(store_and_read)
         # The tab must learn that the turn ended, or it would show a spinner forever: try
         # again for a few seconds if the state store is briefly unreachable.
@@ -1284,26 +1286,26 @@ class ChatState(AuthState):
 
     def _shown(self) -> list[dict[str, str]]:
         """Every row the tab shows, oldest first."""
-        return [*self.messages, *self.recent]
+        return [*self.messages, *self._recent]
 
     def _last_shown(self) -> dict[str, str] | None:
-        if self.recent:
-            return self.recent[-1]
+        if self._recent:
+            return self._recent[-1]
         return self.messages[-1] if self.messages else None
 
     def _show_window(self, rows: list[dict[str, str]]) -> None:
         """Show ``rows`` as the whole window."""
         self.messages = rows
-        if self.recent:
-            self.recent = []
+        if self._recent:
+            self._recent = []
         self._mark_last(rows[-1]["id"] if rows else "")
 
     def _show_more(self, *rows: dict[str, str]) -> None:
         """Show ``rows`` after the rows shown."""
-        if len(self.recent) + len(rows) > _RECENT_ROWS:
-            self._show_window([*self.messages, *self.recent, *rows])
+        if len(self._recent) + len(rows) > _RECENT_ROWS:
+            self._show_window([*self.messages, *self._recent, *rows])
         else:
-            self.recent = [*self.recent, *rows]
+            self._recent = [*self._recent, *rows]
             self._mark_last(rows[-1]["id"])
 
     def _mark_last(self, row_id: str) -> None:

@@ -39,7 +39,7 @@ def pieces(events: list[Any]) -> list[tuple[int, int, str]]:
 
 def shown_rows(state: Any) -> list[dict[str, str]]:
     """Every row the tab shows: the window, then the rows turns added since."""
-    return [*state.messages, *state.recent]
+    return [*state.messages, *state._recent]
 
 
 def page_texts(events: list[Any]) -> dict[int, str]:
@@ -319,13 +319,13 @@ async def test_a_turn_in_the_newest_conversation_does_not_resend_the_sidebar(
     sent = [
         k for u in tab.recorder.updates[before:] for k in _keys(getattr(u, "delta", None) or {})
     ]
-    assert any(k.startswith(("messages", "recent")) for k in sent)
+    assert any(k.startswith(("messages", "tail")) for k in sent)
     assert not any(k.startswith("conversations") for k in sent)
 
 
 async def test_turns_send_their_own_rows_not_the_whole_window(tab: Tab, gateway) -> None:
-    """A turn appends its question and answer to ``recent``; the window goes to the page
-    again only when ``recent`` is folded into it, and the rows are always what a reload
+    """A turn appends its question and answer to the tail; the window goes to the page
+    again only when the tail is folded into it, and the rows are always what a reload
     shows."""
     from behest_chat.conversations import store
     from behest_chat.state.turn_store import message_rows
@@ -345,7 +345,7 @@ async def test_turns_send_their_own_rows_not_the_whole_window(tab: Tab, gateway)
         assert shown_rows(state) == message_rows(views)
         assert state.last_row_id == shown_rows(state)[-1]["id"]
     # The first send opens the new conversation's page (the window whole); later turns
-    # send the window again only to fold ``recent`` into it, every few turns.
+    # send the window again only to fold the tail into it, every few turns.
     assert window_sent[0] and 1 <= sum(window_sent[1:]) <= 3, window_sent
 
 
@@ -370,8 +370,8 @@ async def test_the_first_turn_after_opening_a_conversation_sends_only_its_rows(
     }
     state = await tab.state()
     assert not any(k.startswith("messages") for k in sent), sent
-    assert [r["role"] for r in state.recent] == ["user", "assistant"]
-    assert state.last_row_id == state.recent[-1]["id"] != answer["id"]
+    assert [r["role"] for r in state.tail] == ["user", "assistant"]
+    assert state.last_row_id == state.tail[-1]["id"] != answer["id"]
 
 
 async def test_a_new_conversations_redirect_reads_nothing_again(tab: Tab, gateway) -> None:
