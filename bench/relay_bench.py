@@ -210,8 +210,9 @@ class Turn:
 
 
 def shown_rows(tab: ReflexSocket) -> list[dict[str, Any]]:
-    """The rows the tab shows: the window, then the rows turns added since."""
-    return [*tab.chat.get("messages_rx_state_", []), *tab.chat.get("recent_rx_state_", [])]
+    """The rows the tab shows: the window, then the rows turns added since (and, while a
+    turn runs, the answer being written)."""
+    return [*tab.chat.get("messages_rx_state_", []), *tab.chat.get("tail_rx_state_", [])]
 
 
 async def chat_turn(
