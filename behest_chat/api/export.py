@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from behest_chat import live_draft
 from behest_chat.accounts.models import utcnow
 from behest_chat.accounts.sessions import SESSION_COOKIE, resolve
 from behest_chat.api.http import ALL_METHODS, guarded, json_error
@@ -29,7 +28,6 @@ from behest_chat.settings import Settings
 __all__ = ["EXPORT_PATH", "export_markdown", "export_path", "export_routes", "file_name"]
 
 EXPORT_PATH = "/api/conversations/{conversation_id}/export"
-_UNFINISHED = {"stopped", "error", "interrupted"}
 _SPEAKERS = {"user": "You", "assistant": "Assistant"}
 
 
@@ -68,22 +66,23 @@ def export_routes(settings: Settings) -> list[Route]:
 
 
 def export_markdown(title: str, messages: Sequence[Message], now: datetime) -> str:
-    """The file's text: the title, when it was exported, then every message."""
+    """The file's text: the title, when it was exported, then every message as the page
+    shows it (an answer that ended part way with its reason, and without a marker begun)."""
+    # Imported here: the state package imports this API (the settings page names its routes).
+    from behest_chat.state.turn_store import message_rows
+
     parts = [
         f"# {title or 'Conversation'}",
         f"Exported from behest-chat on {now:%Y-%m-%d %H:%M} UTC.",
     ]
-    for message in messages:
-        unfinished = message.role == "assistant" and message.status in _UNFINISHED
-        # As the page shows it: an answer that ended part way without a marker begun.
-        text = live_draft.unfinished_text(message.content) if unfinished else message.content
-        parts.append(f"## {_SPEAKERS.get(message.role, message.role)}")
-        if text.strip():
-            parts.append(text.strip("\n"))
-        if unfinished and message.error:
-            parts.append(f"> {message.error}")
-        elif message.role == "assistant" and message.status == "streaming":
+    for row in message_rows([store.view_of(message) for message in messages]):
+        parts.append(f"## {_SPEAKERS.get(row['role'], row['role'])}")
+        if row["content"].strip():
+            parts.append(row["content"].strip("\n"))
+        if row["status"] == "streaming":
             parts.append("> Still being written when this file was made.")
+        elif row["status"] != "done" and row["error"]:
+            parts.append(f"> {row['error']}")
     return "\n\n".join(parts) + "\n"
 
 

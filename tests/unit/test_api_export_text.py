@@ -28,8 +28,9 @@ def test_the_file_is_named_after_the_title(title: str, name: str) -> None:
 
 def test_an_empty_answer_that_failed_shows_only_its_reason() -> None:
     messages = [
-        Message(conversation_id="c", role="user", content="hello", status="done"),
+        Message(id=1, conversation_id="c", role="user", content="hello", status="done"),
         Message(
+            id=2,
             conversation_id="c",
             role="assistant",
             content="",
@@ -46,8 +47,8 @@ def test_an_empty_answer_that_failed_shows_only_its_reason() -> None:
 
 def test_an_answer_still_streaming_is_marked_so() -> None:
     messages = [
-        Message(conversation_id="c", role="user", content="hello", status="done"),
-        Message(conversation_id="c", role="assistant", content="Hel", status="streaming"),
+        Message(id=1, conversation_id="c", role="user", content="hello", status="done"),
+        Message(id=2, conversation_id="c", role="assistant", content="Hel", status="streaming"),
     ]
     text = export_markdown("Hi", messages, datetime(2026, 12, 1, 9, 5, tzinfo=UTC))
     assert text.endswith("## Assistant\n\nHel\n\n> Still being written when this file was made.\n")
