@@ -61,14 +61,15 @@ def test_unknown_user_is_checked_against_a_dummy_hash() -> None:
     encoded = hash_password(PASSWORD)
     verify_password("warm-up", None)  # the dummy hash is made once per process
 
-    def fastest(stored: str | None) -> float:
-        timings = []
-        for _ in range(3):
+    # Taken in turns, so that a burst of load from other processes (the suite runs in two)
+    # slows both kinds alike rather than one of them.
+    timings: dict[str | None, list[float]] = {None: [], encoded: []}
+    for _ in range(5):
+        for stored in (None, encoded):
             start = time.perf_counter()
             verify_password("wrong password", stored)
-            timings.append(time.perf_counter() - start)
-        return min(timings)
+            timings[stored].append(time.perf_counter() - start)
 
     assert verify_password(PASSWORD, None) is False
     # The same scrypt work is done whether or not the user exists.
-    assert fastest(None) > 0.5 * fastest(encoded)
+    assert min(timings[None]) > 0.5 * min(timings[encoded])
