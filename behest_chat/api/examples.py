@@ -27,8 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from behest_chat.accounts.sessions import SESSION_COOKIE, resolve
-from behest_chat.api.http import ALL_METHODS, guarded, json_error
+from behest_chat.api.http import ALL_METHODS, guarded, json_error, signed_in_user
 from behest_chat.origins import normalize_origin
 from behest_chat.settings import Settings
 
@@ -130,9 +129,7 @@ def _gateway_status_handler(settings: Settings):
         candidates.append(("server", settings.effective_base_url))
 
     async def gateway_status(request: Request) -> Response:
-        user = await run_in_threadpool(resolve, request.cookies.get(SESSION_COOKIE))
-        if user is None:
-            return json_error(401, "not signed in", with_ok=False)
+        await signed_in_user(request)  # signed-in users only
         async with httpx.AsyncClient(timeout=_PROBE_TIMEOUT_S) as client:
             for via, base_url in candidates:
                 try:

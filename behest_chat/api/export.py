@@ -19,8 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from behest_chat.accounts.models import utcnow
-from behest_chat.accounts.sessions import SESSION_COOKIE, resolve
-from behest_chat.api.http import ALL_METHODS, guarded, json_error
+from behest_chat.api.http import ALL_METHODS, guarded, json_error, signed_in_user
 from behest_chat.conversations import store
 from behest_chat.conversations.models import Message
 from behest_chat.settings import Settings
@@ -39,9 +38,7 @@ def export_routes(settings: Settings) -> list[Route]:
     """The route of this module, for ``create_api``."""
 
     async def export(request: Request) -> Response:
-        user = await run_in_threadpool(resolve, request.cookies.get(SESSION_COOKIE))
-        if user is None:
-            return json_error(401, "not signed in", with_ok=False)
+        user = await signed_in_user(request)
         found = await run_in_threadpool(
             store.visible_branch, user.user_id, request.path_params["conversation_id"]
         )

@@ -1,5 +1,5 @@
 """What every API route shares: method and Origin checks, CORS for the app's own origins,
-``Cache-Control: no-store``, and JSON bodies.
+``Cache-Control: no-store``, JSON bodies, and the signed-in user (401 without one).
 
 The app's routes are same-origin, state-changing or credential-bearing POSTs. A request that
 carries an ``Origin`` not in ``APP_ORIGINS`` is refused with 403 before anything runs (CSRF,
@@ -14,12 +14,22 @@ import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from behest_chat.accounts.sessions import SESSION_COOKIE, SessionUser, resolve
 from behest_chat.origins import is_allowed
 
-__all__ = ["ALL_METHODS", "Handler", "RequestError", "guarded", "json_error", "read_json"]
+__all__ = [
+    "ALL_METHODS",
+    "Handler",
+    "RequestError",
+    "guarded",
+    "json_error",
+    "read_json",
+    "signed_in_user",
+]
 
 Handler = Callable[[Request], Awaitable[Response]]
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -68,6 +78,18 @@ async def read_json(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RequestError(400, "The request body must be a JSON object.")
     return data
+
+
+async def signed_in_user(request: Request) -> SessionUser:
+    """The user of the request's session cookie, resolved in a thread (a database read).
+
+    Raises:
+        RequestError: 401 without a live session.
+    """
+    user = await run_in_threadpool(resolve, request.cookies.get(SESSION_COOKIE))
+    if user is None:
+        raise RequestError(401, "not signed in")
+    return user
 
 
 def guarded(

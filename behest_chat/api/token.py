@@ -13,12 +13,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from behest_chat.accounts.sessions import SESSION_COOKIE, resolve
-from behest_chat.api.http import Handler, json_error
+from behest_chat.api.http import Handler, json_error, signed_in_user
 from behest_chat.behest import BehestClient
 from behest_chat.behest.errors import BehestError
 from behest_chat.settings import Settings
@@ -32,9 +30,7 @@ def token_handler(settings: Settings, client_provider: Callable[[], BehestClient
     """The token route's logic (method and origin checks are added by ``guarded``)."""
 
     async def issue_token(request: Request) -> Response:
-        user = await run_in_threadpool(resolve, request.cookies.get(SESSION_COOKIE))
-        if user is None:
-            return json_error(401, "not signed in", with_ok=False)
+        user = await signed_in_user(request)
         try:
             minted = await client_provider().mint(
                 user.behest_user_id, user.tier, ttl=settings.token_ttl
