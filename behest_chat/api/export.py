@@ -26,12 +26,16 @@ from behest_chat.settings import Settings
 
 __all__ = ["EXPORT_PATH", "export_markdown", "export_path", "export_routes", "file_name"]
 
-EXPORT_PATH = "/api/conversations/{conversation_id}/export"
 _SPEAKERS = {"user": "You", "assistant": "Assistant"}
 
 
-def export_path(conversation_id: str) -> str:
-    return EXPORT_PATH.replace("{conversation_id}", conversation_id)
+def export_path(conversation_id: object) -> str:
+    """A conversation's export address; ``conversation_id`` may be a page's var (the link
+    on the chat page) as well as an id."""
+    return f"/api/conversations/{conversation_id}/export"
+
+
+EXPORT_PATH = export_path("{conversation_id}")  # the route's pattern
 
 
 def export_routes(settings: Settings) -> list[Route]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import reflex as rx
 from reflex_components_core.react_router.dom import ReactRouterLink
 
+from behest_chat.api.export import export_path
 from behest_chat.components.composer import composer
 from behest_chat.components.layout import page, testid
 from behest_chat.components.message import message
@@ -189,7 +190,7 @@ def _mobile_bar() -> rx.Component:
             ReactRouterLink.create(
                 rx.icon("download", size=14),
                 "Export",
-                to=f"/api/conversations/{ChatState.conversation_id}/export",
+                to=export_path(ChatState.conversation_id),
                 reload_document=True,
                 download="",
                 title="Download this conversation as Markdown",

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
+from behest_chat.api.export import export_path
+
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery"
@@ -523,7 +525,7 @@ def test_two_users_never_see_each_others_conversations(
             expect(intruder.get_by_test_id("message")).to_have_count(0)
             expect(intruder.get_by_test_id("composer-input")).to_be_disabled()
             expect(intruder.get_by_test_id("export")).to_have_count(0)
-        export = intruder.request.get(f"/api/conversations/{theirs}/export")
+        export = intruder.request.get(export_path(theirs))
         assert export.status == 404 and "private note" not in export.text()
         assert "private note" not in intruder.content()
         shot(intruder, "test_two_users_never_see_each_others_conversations-intruder")

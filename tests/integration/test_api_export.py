@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from behest_chat.api.export import export_path
 from behest_chat.conversations import store
 from tests.fixtures.app_api import APP_ORIGIN, sign_up, user_id
 
@@ -16,10 +17,6 @@ def turn(owner: int, conversation_id: str, question: str, answer: str, **ending:
         asked.answer.id, "run-1", status=ending.pop("status", "done"), content=answer, **ending
     )
     return asked.answer.id
-
-
-def export_path(conversation_id: str) -> str:
-    return f"/api/conversations/{conversation_id}/export"
 
 
 def test_the_owner_downloads_the_conversation_as_markdown(api_server) -> None:
