@@ -13,6 +13,7 @@ from reflex_base.vars import VarData
 from reflex_components_sonner.toast import toast_ref
 
 from behest_chat.components.layout import testid
+from behest_chat.components.stable_markdown import stable_markdown
 from behest_chat.live_draft import finished_blocks, live_blocks, live_text
 from behest_chat.state.chat import ChatState
 
@@ -54,7 +55,7 @@ def _code_block(text: rx.Var[str], **props: object) -> rx.Component:
 
 def markdown(text: rx.Var[str]) -> rx.Component:
     """Model output is untrusted: raw HTML is shown as text, never rendered."""
-    return rx.markdown(text, use_raw=False, component_map={"pre": _code_block})
+    return stable_markdown(text, use_raw=False, component_map={"pre": _code_block})
 
 
 @rx.memo

@@ -188,6 +188,42 @@ def test_a_finished_answer_keeps_what_it_rendered_while_streaming(page: Page, ap
     assert page.evaluate(f"!!({kept})"), "the answer was rendered again when rows moved"
 
 
+def test_a_growing_block_keeps_its_elements_while_pieces_arrive(page: Page, app_server) -> None:
+    """The block being written is rendered again with each piece, but into the same
+    elements: a selection in it, or a press on its code block's Copy button, survives."""
+    register(page)
+    ask(page, "long: 300")
+    # Each element is taken as soon as it shows, then looked up again once it has grown.
+    for element, grown in [("p", "p"), ("[data-testid=copy-code]", "pre")]:
+        page.wait_for_function(
+            """([element, grown]) => {
+              const draft = document.querySelector('[data-testid="live-draft"]');
+              const found = draft && draft.querySelector(element);
+              if (!found) return false;
+              window.__kept = found;
+              window.__shown = draft.querySelector(grown).textContent.length;
+              return true;
+            }""",
+            arg=[element, grown],
+            polling="raf",
+            timeout=15_000,
+        )
+        page.wait_for_function(
+            """(grown) => {
+              const now = document.querySelector(`[data-testid="live-draft"] ${grown}`);
+              return now && now.textContent.length > window.__shown;
+            }""",
+            arg=grown,
+            timeout=15_000,
+        )
+        assert page.evaluate("window.__kept.isConnected"), f"the growing {element} was replaced"
+    # The kept elements still follow the theme: the highlighter's colours change with it.
+    background = "() => getComputedStyle(document.querySelector('pre')).backgroundColor"
+    light = page.evaluate(background)
+    page.get_by_test_id("theme-toggle").click()
+    page.wait_for_function(f"({background})() !== {light!r}")
+
+
 def test_copy_puts_an_answer_or_its_code_on_the_clipboard(page: Page, app_server) -> None:
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     register(page)
