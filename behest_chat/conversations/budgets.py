@@ -142,13 +142,7 @@ class Allowance:
         """
         left = self.remaining_today
         if left is not None and estimate > left:
-            return (
-                "daily_budget",
-                f"Not sent: the daily budget of the {self.tier_name} tier is used up "
-                f"({self.used_today:,} of {self.daily_budget:,} tokens; this question needs "
-                f"about {estimate:,}). It resets at 00:00 UTC, in "
-                f"{format_wait(self.resets_at, now)}.",
-            )
+            return "daily_budget", self._daily_refusal(estimate, left, now)
         cap_left = self.remaining_in_conversation
         if cap_left is not None and estimate > cap_left:
             return (
@@ -158,6 +152,28 @@ class Allowance:
                 "Start a new chat to continue.",
             )
         return None
+
+    def _daily_refusal(self, estimate: int, left: int, now: datetime | None) -> str:
+        """Whether waiting for the reset helps, and how much is left, in one sentence."""
+        tier, budget, used = self.tier_name, self.daily_budget, self.used_today
+        if estimate > budget:  # no day holds it: waiting does not help
+            return (
+                f"Not sent: this needs about {estimate:,} tokens (the question and the "
+                f"messages before it), more than the {tier} tier's whole daily budget "
+                f"({used:,} of {budget:,} tokens used today). Shorten the question, or ask "
+                "it in a new chat."
+            )
+        resets = f"It resets at 00:00 UTC, in {format_wait(self.resets_at, now)}."
+        if left == 0:
+            return (
+                f"Not sent: the daily budget of the {tier} tier is used up "
+                f"({used:,} of {budget:,} tokens). {resets}"
+            )
+        return (
+            f"Not sent: this question needs about {estimate:,} tokens and only {left:,} of "
+            f"the {tier} tier's daily budget are left ({used:,} of {budget:,} tokens used). "
+            f"{resets}"
+        )
 
     def refusal_for(
         self, messages: Sequence[Mapping[str, str]], now: datetime | None = None

@@ -63,6 +63,18 @@ def test_refusal_names_the_limit_the_usage_and_the_reset() -> None:
     assert _allowance(10**9, 0).refusal(10**6, NOON) is None  # 0 = no daily budget
 
 
+def test_the_daily_refusal_says_whether_waiting_helps() -> None:
+    _, partly = _allowance(100, 1000).refusal(901, NOON)
+    assert "only 900 of the free tier's daily budget are left" in partly
+    assert "used up" not in partly
+    _, spent = _allowance(1000, 1000).refusal(1, NOON)
+    assert "is used up (1,000 of 1,000 tokens)" in spent and "in 12 h" in spent
+    # A question no day's budget holds: the reset is no answer, a shorter question is.
+    _, never = _allowance(0, 1000).refusal(1001, NOON)
+    assert "about 1,001 tokens" in never and "whole daily budget (0 of 1,000" in never
+    assert "00:00 UTC" not in never and "Shorten the question" in never
+
+
 @pytest.mark.parametrize(
     "text", ["hello world.", "a.b(c)[d]{e} == f!? " * 20, "x" * 500, "中文ℕ² — é ", ""]
 )
