@@ -2,7 +2,7 @@
 // was typed there since the page opened: text typed right after clicking "New chat", before
 // the new page's state arrives, must not be wiped by its empty draft. The chat page stays
 // mounted from one conversation to the next, so pages are told apart by navigations.
-// Escape stops the answer being written.
+// Escape stops the answer being written. A question too long to send stays in the page.
 (function () {
   let navigations = 0;
   let typedAt = -1;
@@ -34,6 +34,44 @@
     const box = document.getElementById("prompt");
     if (box) fill(box, "");
   };
+  // A question longer than the box's data-max-chars never leaves the page: the websocket
+  // drops a message over 1 MB, and the box would already have been emptied. The page says
+  // so and keeps the text; neither Send nor leaving the box (which saves the draft) sends
+  // it. Capture listeners on the document run before React's, which sit on its root.
+  function overLimit(box) {
+    const max = Number(box.dataset.maxChars);
+    return max > 0 && box.value.length > max ? max : 0;
+  }
+  function sayTooLong(box, max) {
+    const notice = document.getElementById("composer-too-long");
+    if (!notice) return;
+    notice.hidden = !max;
+    if (!max) return;
+    const n = (value) => value.toLocaleString("en-US");
+    document.getElementById("composer-too-long-text").textContent =
+      "This question is " + n(box.value.length) + " characters long; one message holds at most " +
+      n(max) + ". Shorten it, or send it in parts.";
+  }
+  document.addEventListener(
+    "submit",
+    (event) => {
+      const box = event.target.querySelector?.("#prompt");
+      if (!box) return;
+      const max = overLimit(box);
+      sayTooLong(box, max);
+      if (!max) return;
+      event.preventDefault();
+      event.stopPropagation();
+    },
+    true,
+  );
+  document.addEventListener(
+    "focusout",
+    (event) => {
+      if (event.target.id === "prompt" && overLimit(event.target)) event.stopPropagation();
+    },
+    true,
+  );
   // Escape stops the answer being written, as in other chat apps: from the composer or the
   // page, not from a dialog or another box, where Escape keeps its own meaning.
   document.addEventListener("keydown", (event) => {

@@ -2,7 +2,8 @@
 
 Enter sends and Shift+Enter adds a line; Enter that confirms an input-method composition
 (Chinese, Japanese, Korean …) does not send. The remaining token allowance is shown before
-sending; a refusal (budget, quota) appears above the box and the text stays in it.
+sending; a refusal (budget, quota, a question too long to send) appears above the box and
+the text stays in it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from reflex_base.vars.base import Var
 
 from behest_chat.components.layout import testid
 from behest_chat.state.chat import ChatState
+from behest_chat.state.turn_store import MAX_QUESTION_CHARS
 
 # `isComposing` / keyCode 229: the key belongs to an input method, not to the page.
 _ENTER_SENDS = """(e) => {
@@ -48,10 +50,30 @@ def notice() -> rx.Component:
     )
 
 
+def too_long_notice() -> rx.Component:
+    """A question over ``MAX_QUESTION_CHARS``, said in the page (``assets/composer.js``),
+    which keeps it from leaving: the websocket would drop a message that large."""
+    # A plain div carries `hidden`: the callout's own styles would override it.
+    return rx.el.div(
+        rx.callout.root(
+            rx.callout.text("", id="composer-too-long-text"),
+            color="red",
+            role="alert",
+            width="100%",
+            size="1",
+        ),
+        id="composer-too-long",
+        hidden=True,
+        width="100%",
+        **testid("composer-too-long"),
+    )
+
+
 def composer() -> rx.Component:
     """Send while idle; the same place holds Stop while a reply streams."""
     return rx.vstack(
         notice(),
+        too_long_notice(),
         rx.form(
             rx.hstack(
                 rx.text_area(
@@ -71,6 +93,7 @@ def composer() -> rx.Component:
                     custom_attrs={
                         "on_key_down": Var(_js_expr=_ENTER_SENDS),
                         "data-testid": "composer-input",
+                        "data-max-chars": MAX_QUESTION_CHARS,
                     },
                 ),
                 rx.cond(

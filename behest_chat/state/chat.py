@@ -80,6 +80,7 @@ from behest_chat.state.failures import describe_error, explain_failure
 from behest_chat.state.turn_store import (
     BUSY,
     CONTINUE_PROMPT,
+    MAX_QUESTION_CHARS,
     MISSING,
     NOT_LOADED,
     Ending,
@@ -100,6 +101,7 @@ from behest_chat.state.turn_store import (
     store_ending,
     store_send,
     store_send_ending,
+    too_long,
     turn_end_rows,
     turn_start_rows,
     user_allowance,
@@ -569,7 +571,7 @@ class ChatState(AuthState):
     @rx.event
     async def remember_draft(self, value: str):
         """on_blur of the composer: keep unsent text with its conversation."""
-        text, conversation_id = str(value)[:20_000], self.conversation_id
+        text, conversation_id = str(value)[:MAX_QUESTION_CHARS], self.conversation_id
         if not conversation_id:
             if await self._look_up_user() is not None:
                 self._new_draft = text
@@ -608,6 +610,11 @@ class ChatState(AuthState):
         """Store the composer's question and stream the answer."""
         text = str(form_data.get("prompt", "")).strip()
         if not text:
+            return
+        if len(text) > MAX_QUESTION_CHARS:  # the page holds such a question back itself
+            async with self:
+                self._say(too_long(len(text)), "too_long")
+            yield rx.set_value("prompt", text)
             return
         # Read as this event found the tab, without taking the lock; the session is resolved
         # in the database's thread with the send's other reads, not on the event loop.
@@ -740,6 +747,10 @@ class ChatState(AuthState):
     async def submit_edit(self, form_data: dict[str, Any]):
         """Send an edited question as a new version; the original and its answers stay."""
         text = str(form_data.get("text", "")).strip()
+        if len(text) > MAX_QUESTION_CHARS:  # the edit stays open with its text
+            async with self:
+                self._say(too_long(len(text)), "too_long")
+            return
         async with self:
             user = await self._look_up_user()
             edited = _int(self.editing_id)

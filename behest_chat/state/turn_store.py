@@ -32,6 +32,7 @@ from behest_chat.settings import get_settings
 __all__ = [
     "BUSY",
     "CONTINUE_PROMPT",
+    "MAX_QUESTION_CHARS",
     "MISSING",
     "NOT_LOADED",
     "Ending",
@@ -54,6 +55,7 @@ __all__ = [
     "store_ending",
     "store_send",
     "store_send_ending",
+    "too_long",
     "turn_end_rows",
     "turn_start_rows",
     "user_allowance",
@@ -153,6 +155,20 @@ class SendStart:
 
 
 BUSY = "An answer is still being written. Wait for it, or press Stop."
+# The most one question (or saved draft) may hold. A page's event must fit the websocket's
+# 1 MB message limit, or the connection drops and the event with it; 100,000 characters
+# stay under it even at 3 bytes each, and are more than a day's free budget of tokens.
+MAX_QUESTION_CHARS = 100_000
+
+
+def too_long(length: int) -> str:
+    """The notice for a question of ``length`` characters (``assets/composer.js`` says it
+    in the page before such a question leaves it)."""
+    return (
+        f"This question is {length:,} characters long; one message holds at most "
+        f"{MAX_QUESTION_CHARS:,}. Shorten it, or send it in parts."
+    )
+
 MISSING = "This conversation is no longer available."
 NOT_LOADED = "The page was still loading. Press Send again."
 

@@ -85,6 +85,30 @@ def test_the_composer_is_one_line_again_after_a_long_question(page: Page, app_se
     assert box.bounding_box()["height"] <= one_line + 1
 
 
+def test_a_question_too_long_to_send_stays_in_the_box(page: Page, app_server) -> None:
+    """Over a megabyte: the websocket would drop the message, after the box was emptied."""
+    register(page)
+    box = page.get_by_test_id("composer-input")
+    text = "echo: " + "word " * 220_000
+    box.fill(text)
+    box.press("Enter")
+    notice = page.get_by_test_id("composer-too-long")
+    expect(notice).to_be_visible()
+    expect(notice).to_have_text(
+        f"This question is {len(text):,} characters long; one message holds at most "
+        "100,000. Shorten it, or send it in parts."
+    )
+    assert box.input_value() == text
+    page.get_by_test_id("new-chat").focus()  # leaving the box saves a draft: not this one
+    box.fill("echo: short enough")
+    box.press("Enter")
+    expect(assistant_messages(page).and_(page.locator('[data-status="done"]'))).to_have_count(1)
+    expect(page.get_by_test_id("message").first).to_have_text("echo: short enough")
+    expect(notice).to_be_hidden()
+    page.reload()  # the connection stayed up throughout: nothing but the short question
+    expect(page.get_by_test_id("message")).to_have_count(2)
+
+
 def test_a_table_in_an_answer_has_cell_borders_and_padding(page: Page, app_server) -> None:
     register(page)
     ask(page, "echo: | Name | Tokens |\n|---|---|\n| alpha | 12 |")

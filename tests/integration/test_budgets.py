@@ -7,6 +7,7 @@ import pytest
 from behest_chat.accounts import service as accounts
 from behest_chat.conversations import budgets
 from behest_chat.settings import get_settings
+from behest_chat.state.turn_store import MAX_QUESTION_CHARS
 from tests.integration.test_chat_state import app_env, shown_rows  # noqa: F401  (fixture)
 from tests.integration.test_conversations_lifecycle import alice, server  # noqa: F401
 
@@ -97,3 +98,29 @@ def test_bad_budget_overrides_are_refused_by_the_cli(app_env, value) -> None:  #
     with pytest.raises(SystemExit) as exited:
         main(["set-budget", "dora", "--daily", value])
     assert exited.value.code == 2
+
+
+async def test_a_question_over_the_size_limit_is_refused_and_kept(server, alice, gateway) -> None:  # noqa: F811
+    """The page holds such a question back itself (assets/composer.js); the server refuses
+    one that arrives anyway, a send or an edit, and the text goes back into the box."""
+    tab = await server.tab(alice)
+    text = "echo: " + "x" * MAX_QUESTION_CHARS
+    await tab.run("send", form_data={"prompt": text})
+    state = await tab.state()
+    assert state.notice_kind == "too_long"
+    assert state.notice == (
+        f"This question is {len(text):,} characters long; one message holds at most "
+        "100,000. Shorten it, or send it in parts."
+    )
+    assert restored_text(server, tab) == [text]
+    assert gateway.stats()["chat_requests"] == 0 and shown_rows(state) == []
+
+    await tab.run("send", form_data={"prompt": "echo: a question that fits"})
+    state = await tab.state()
+    assert state.notice == "" and len(shown_rows(state)) == 2
+    question = shown_rows(state)[0]["id"]
+    await tab.run("start_edit", message_id=question)
+    await tab.run("submit_edit", form_data={"text": text})
+    state = await tab.state()
+    assert state.notice_kind == "too_long" and state.editing_id == question
+    assert gateway.stats()["chat_requests"] == 1
