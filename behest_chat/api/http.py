@@ -63,14 +63,21 @@ async def read_json(request: Request) -> dict[str, Any]:
     """The request's JSON object body.
 
     Raises:
-        RequestError: 415 when not ``application/json``; 400 when too large or not an object.
+        RequestError: 415 when not ``application/json``; 413 when larger than
+            ``_MAX_BODY_BYTES`` (read no further than that); 400 when not a JSON object.
     """
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/json":
         raise RequestError(415, "Send the form as JSON (Content-Type: application/json).")
-    body = await request.body()
-    if len(body) > _MAX_BODY_BYTES:
-        raise RequestError(400, "The request is too large.")
+    too_large = RequestError(413, "The request is too large.")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > _MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_BODY_BYTES:
+            raise too_large
     try:
         data = json.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError):

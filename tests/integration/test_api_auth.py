@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from http.cookies import SimpleCookie
 
 import httpx
@@ -256,6 +257,30 @@ def test_malformed_json_is_a_400(api_server, body: bytes) -> None:
     )
     assert response.status_code == 400
     assert response.json()["ok"] is False
+
+
+def test_an_oversized_body_is_a_413_without_being_read(api_server) -> None:
+    json_type = {"Content-Type": "application/json"}
+    # Declared: refused from its length. The body never follows; the answer comes anyway.
+    url = httpx.URL(api_server.url)
+    with socket.create_connection((url.host, url.port), timeout=10) as raw:
+        raw.sendall(
+            b"POST /api/auth/login HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 52428800\r\n\r\n"
+        )
+        answer = b""
+        while not answer.endswith(b"}") and (part := raw.recv(4096)):
+            answer += part
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:80]
+    assert answer.endswith(b'{"ok":false,"error":"The request is too large."}'), answer[-80:]
+
+    def chunks():  # no length given: refused once the limit is passed
+        yield b'{"username": "'
+        for _ in range(64):
+            yield b"x" * 1024
+
+    streamed = httpx.post(api_server.url + "/api/auth/login", content=chunks(), headers=json_type)
+    assert streamed.status_code == 413 and "set-cookie" not in streamed.headers
 
 
 @pytest.mark.parametrize("path", ["/api/auth/login", "/api/auth/register", "/api/auth/logout"])
