@@ -170,9 +170,9 @@ class Allowance:
                 f"({used:,} of {budget:,} tokens). {resets}"
             )
         return (
-            f"Not sent: this question needs about {estimate:,} tokens and only {left:,} of "
-            f"the {tier} tier's daily budget are left ({used:,} of {budget:,} tokens used). "
-            f"{resets}"
+            f"Not sent: this needs about {estimate:,} tokens (the question and the messages "
+            f"before it) and only {left:,} of the {tier} tier's daily budget are left "
+            f"({used:,} of {budget:,} tokens used). {resets}"
         )
 
     def refusal_for(
