@@ -19,7 +19,10 @@
   document.addEventListener(
     "input",
     (event) => {
-      if (event.target && event.target.id === "prompt") typedAt = navigations;
+      if (!event.target || event.target.id !== "prompt") return;
+      typedAt = navigations;
+      const notice = document.getElementById("composer-too-long");
+      if (notice && !notice.hidden && !overLimit(event.target)) notice.hidden = true;
     },
     true,
   );

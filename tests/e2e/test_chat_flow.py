@@ -101,10 +101,10 @@ def test_a_question_too_long_to_send_stays_in_the_box(page: Page, app_server) ->
     assert box.input_value() == text
     page.get_by_test_id("new-chat").focus()  # leaving the box saves a draft: not this one
     box.fill("echo: short enough")
+    expect(notice).to_be_hidden()  # once the text fits
     box.press("Enter")
     expect(assistant_messages(page).and_(page.locator('[data-status="done"]'))).to_have_count(1)
     expect(page.get_by_test_id("message").first).to_have_text("echo: short enough")
-    expect(notice).to_be_hidden()
     page.reload()  # the connection stayed up throughout: nothing but the short question
     expect(page.get_by_test_id("message")).to_have_count(2)
 
