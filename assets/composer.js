@@ -45,24 +45,24 @@
     const max = Number(box.dataset.maxChars);
     return max > 0 && box.value.length > max ? max : 0;
   }
-  function sayTooLong(box, max) {
+  function sayTooLong(box, tooLong) {
     const notice = document.getElementById("composer-too-long");
     if (!notice) return;
-    notice.hidden = !max;
-    if (!max) return;
-    const n = (value) => value.toLocaleString("en-US");
-    document.getElementById("composer-too-long-text").textContent =
-      "This question is " + n(box.value.length) + " characters long; one message holds at most " +
-      n(max) + ". Shorten it, or send it in parts.";
+    notice.hidden = !tooLong;
+    if (!tooLong) return;
+    document.getElementById("composer-too-long-text").textContent = box.dataset.tooLong.replace(
+      "{length}",
+      box.value.length.toLocaleString("en-US"),
+    );
   }
   document.addEventListener(
     "submit",
     (event) => {
       const box = event.target.querySelector?.("#prompt");
       if (!box) return;
-      const max = overLimit(box);
-      sayTooLong(box, max);
-      if (!max) return;
+      const tooLong = overLimit(box) > 0;
+      sayTooLong(box, tooLong);
+      if (!tooLong) return;
       event.preventDefault();
       event.stopPropagation();
     },

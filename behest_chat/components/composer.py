@@ -13,7 +13,7 @@ from reflex_base.vars.base import Var
 
 from behest_chat.components.layout import testid
 from behest_chat.state.chat import ChatState
-from behest_chat.state.turn_store import MAX_QUESTION_CHARS
+from behest_chat.state.turn_store import MAX_QUESTION_CHARS, TOO_LONG
 
 # `isComposing` / keyCode 229: the key belongs to an input method, not to the page.
 _ENTER_SENDS = """(e) => {
@@ -94,6 +94,7 @@ def composer() -> rx.Component:
                         "on_key_down": Var(_js_expr=_ENTER_SENDS),
                         "data-testid": "composer-input",
                         "data-max-chars": MAX_QUESTION_CHARS,
+                        "data-too-long": TOO_LONG,
                     },
                 ),
                 rx.cond(

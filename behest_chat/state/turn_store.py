@@ -35,6 +35,7 @@ __all__ = [
     "MAX_QUESTION_CHARS",
     "MISSING",
     "NOT_LOADED",
+    "TOO_LONG",
     "Ending",
     "NewQuestion",
     "Outcome",
@@ -161,13 +162,16 @@ BUSY = "An answer is still being written. Wait for it, or press Stop."
 MAX_QUESTION_CHARS = 100_000
 
 
+# The page fills in {length} itself (assets/composer.js), before such a question leaves it.
+TOO_LONG = (
+    "This question is {length} characters long; one message holds at most "
+    f"{MAX_QUESTION_CHARS:,}. Shorten it, or send it in parts."
+)
+
+
 def too_long(length: int) -> str:
-    """The notice for a question of ``length`` characters (``assets/composer.js`` says it
-    in the page before such a question leaves it)."""
-    return (
-        f"This question is {length:,} characters long; one message holds at most "
-        f"{MAX_QUESTION_CHARS:,}. Shorten it, or send it in parts."
-    )
+    """The notice for a question of ``length`` characters."""
+    return TOO_LONG.replace("{length}", f"{length:,}")
 
 MISSING = "This conversation is no longer available."
 NOT_LOADED = "The page was still loading. Press Send again."
