@@ -43,7 +43,7 @@
   // it. Capture listeners on the document run before React's, which sit on its root.
   function overLimit(box) {
     const max = Number(box.dataset.maxChars);
-    return max > 0 && box.value.length > max ? max : 0;
+    return max > 0 && box.value.length > max;
   }
   function sayTooLong(box, tooLong) {
     const notice = document.getElementById("composer-too-long");
@@ -60,7 +60,7 @@
     (event) => {
       const box = event.target.querySelector?.("#prompt");
       if (!box) return;
-      const tooLong = overLimit(box) > 0;
+      const tooLong = overLimit(box);
       sayTooLong(box, tooLong);
       if (!tooLong) return;
       event.preventDefault();
