@@ -156,12 +156,13 @@ class SendStart:
 
 
 BUSY = "An answer is still being written. Wait for it, or press Stop."
+MISSING = "This conversation is no longer available."
+NOT_LOADED = "The page was still loading. Press Send again."
+
 # The most one question (or saved draft) may hold. A page's event must fit the websocket's
 # 1 MB message limit, or the connection drops and the event with it; 100,000 characters
-# stay under it even at 3 bytes each, and are more than a day's free budget of tokens.
+# stay under it even at 3 bytes each (about 20,000 tokens of English).
 MAX_QUESTION_CHARS = 100_000
-
-
 # The page fills in {length} itself (assets/composer.js), before such a question leaves it.
 TOO_LONG = (
     "This question is {length} characters long; one message holds at most "
@@ -172,9 +173,6 @@ TOO_LONG = (
 def too_long(length: int) -> str:
     """The notice for a question of ``length`` characters."""
     return TOO_LONG.replace("{length}", f"{length:,}")
-
-MISSING = "This conversation is no longer available."
-NOT_LOADED = "The page was still loading. Press Send again."
 
 
 def check_send(
